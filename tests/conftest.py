@@ -1,0 +1,84 @@
+"""Shared test fixtures: the real OpenSearch node and the shared BEIR data.
+
+Integration tests talk to a real node. When `OPENSEARCH_URL` is set the tests use that
+cluster; otherwise they use the local node on 127.0.0.1:9200, starting it (and stopping it
+afterwards) if it is not already running.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("ES_RERANK_DATA_DIR", REPO.parent / "shared" / "data"))
+SCIFACT = DATA_DIR / "scifact"
+CRANFIELD = DATA_DIR / "cranfield"
+
+os.environ.setdefault("ES_RERANK_NO_PROGRESS", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/integration" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not SCIFACT.is_dir():
+        pytest.fail(f"the shared BEIR data is missing at {DATA_DIR}; set ES_RERANK_DATA_DIR")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def opensearch_url() -> str:
+    """URL of a running real OpenSearch node."""
+    from es_rerank.local_node import LocalNode, NodeSettings
+
+    if os.environ.get("OPENSEARCH_URL"):
+        yield os.environ["OPENSEARCH_URL"].rstrip("/")
+        return
+    node = LocalNode(NodeSettings())
+    started_here = not node.status().running
+    status = node.start()
+    yield status.url
+    if started_here:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def os_client(opensearch_url):
+    from es_rerank.opensearch_client import make_client
+
+    return make_client(opensearch_url)
+
+
+@pytest.fixture(scope="session")
+def scifact_index(os_client, data_dir) -> str:
+    """The SciFact corpus indexed once per session (idempotent across sessions)."""
+    from es_rerank.indexing import index_corpus
+
+    name = "test-scifact"
+    index_corpus(os_client, data_dir / "scifact", name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def cranfield_index(os_client, data_dir) -> str:
+    from es_rerank.indexing import index_corpus
+
+    name = "test-cranfield"
+    index_corpus(os_client, data_dir / "cranfield", name)
+    return name
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `python -m es_rerank ARGS` as a user would, returning its output and exit status."""
+    full_env = {**os.environ, "ES_RERANK_NO_PROGRESS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "es_rerank", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=REPO)
