@@ -11,7 +11,7 @@ import sys
 import click
 
 from es_rerank import __version__
-from es_rerank.cli import index_cmd, opensearch_cmd, quickstart_cmd
+from es_rerank.cli import bench_cmd, index_cmd, opensearch_cmd, quickstart_cmd
 from es_rerank.errors import EsRerankError
 
 
@@ -27,6 +27,7 @@ def cli() -> None:
 cli.add_command(opensearch_cmd.opensearch)
 cli.add_command(index_cmd.index_command)
 cli.add_command(quickstart_cmd.quickstart)
+cli.add_command(bench_cmd.bench)
 
 
 def main(argv: list[str] | None = None) -> None:
