@@ -77,6 +77,16 @@ def cranfield_index(os_client, data_dir) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def secure_node():
+    """A second node (port 9280) with OpenSearch's security plugin: TLS, basic auth, the users
+    and indices of tests/support/security_config.py. Started only when a test asks; stopped after."""
+    from tests.support.secure_node import running_secure_node
+
+    with running_secure_node() as cluster:
+        yield cluster
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python -m es_rerank ARGS` as a user would, returning its output and exit status."""
     full_env = {**os.environ, "ES_RERANK_NO_PROGRESS": "1", **(env or {})}

@@ -103,11 +103,21 @@ class LocalNode:
     def status(self) -> NodeStatus:
         """Report whether this node runs and how healthy it is; never raises."""
         pid = self._live_pid()
-        info = _get_json(f"{self.settings.url}/", timeout=2.0)
+        info = self._fetch_json("/", timeout=2.0)
         if pid is None or info is None:
-            return NodeStatus(False, self.settings.url)
-        health = _get_json(f"{self.settings.url}/_cluster/health", timeout=2.0) or {}
-        return NodeStatus(True, self.settings.url, pid, info.get("version", {}).get("number"), health.get("status"))
+            return NodeStatus(False, self.url)
+        health = self._fetch_json("/_cluster/health", timeout=2.0) or {}
+        return NodeStatus(True, self.url, pid, info.get("version", {}).get("number"), health.get("status"))
+
+    @property
+    def url(self) -> str:
+        """Where clients reach this node; a node with TLS on HTTP overrides it.
+
+        Example:
+            >>> LocalNode(NodeSettings(port=9201)).url
+            'http://127.0.0.1:9201'
+        """
+        return self.settings.url
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -156,6 +166,11 @@ class LocalNode:
         return "(the node wrote no log)"
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _fetch_json(self, path: str, timeout: float) -> dict | None:
+        """GET `path` from this node as JSON, None when it does not answer; a node that
+        needs TLS or credentials overrides this."""
+        return _get_json(f"{self.url}{path}", timeout)
 
     def _live_pid(self) -> int | None:
         try:
@@ -231,9 +246,8 @@ class LocalNode:
 
     def _wait_until_healthy(self) -> NodeStatus:
         deadline = time.monotonic() + self.settings.startup_timeout_s
-        health_url = f"{self.settings.url}/_cluster/health?wait_for_status=yellow&timeout=2s"
         while time.monotonic() < deadline:
-            health = _get_json(health_url, timeout=5.0)
+            health = self._fetch_json("/_cluster/health?wait_for_status=yellow&timeout=2s", timeout=5.0)
             if health and health.get("status") in ("yellow", "green"):
                 return self.status()
             if self.pid_file.exists() and self._live_pid() is None:

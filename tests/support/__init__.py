@@ -1,0 +1,1 @@
+"""Test-only infrastructure: a second local OpenSearch node with the security plugin."""
