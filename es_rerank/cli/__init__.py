@@ -29,6 +29,34 @@ cli.add_command(index_cmd.index_command)
 cli.add_command(quickstart_cmd.quickstart)
 cli.add_command(bench_cmd.bench)
 
+from es_rerank.cli import ab_cmd  # noqa: E402
+
+cli.add_command(ab_cmd.ab)
+
+from es_rerank.cli import bm25_run_cmd, mine_cmd, train_cmd  # noqa: E402
+
+cli.add_command(mine_cmd.mine_command)
+cli.add_command(bm25_run_cmd.bm25_run_command)
+cli.add_command(train_cmd.train_command)
+
+from es_rerank.cli import fusion_cmd  # noqa: E402
+
+cli.add_command(fusion_cmd.export_dense_command)
+cli.add_command(fusion_cmd.fusion_candidates_command)
+cli.add_command(fusion_cmd.score_candidates_command)
+cli.add_command(fusion_cmd.fit_fusion_command)
+bench_cmd.bench.add_command(fusion_cmd.bench_fusion_command)
+
+from es_rerank.cli import bench_proxy_cmd, serve_cmd  # noqa: E402
+
+cli.add_command(serve_cmd.serve)
+bench_cmd.bench.add_command(bench_proxy_cmd.bench_proxy)
+
+from es_rerank.cli import bench_scorer_cmd, export_cmd  # noqa: E402
+
+cli.add_command(export_cmd.export_command)
+bench_cmd.bench.add_command(bench_scorer_cmd.bench_scorer)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and turn es-rerank errors into a message and exit code."""

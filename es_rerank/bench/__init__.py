@@ -1,0 +1,1 @@
+"""Benchmark building blocks: candidate sets to score and the scorer benchmark itself."""

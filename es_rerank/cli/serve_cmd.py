@@ -1,0 +1,148 @@
+"""`es-rerank serve --opensearch URL --model EXPORT_DIR`: the drop-in rerank proxy.
+
+Per-index rules come from `--index` (with `--fields/--window/--deadline-ms`) and/or a YAML/TOML
+`--config` file; every other setting from options or ES_RERANK_SERVE_* environment variables.
+`--ab-*` options run an online A/B test; `--opensearch-ca-file` trusts a private CA for https.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from es_rerank.cli.ab_serve_options import online_ab_options
+from es_rerank.cli.options import opensearch_url, option
+from es_rerank.config import (BatchSettings, IndexRule, LimitSettings, LoadSettings, ProxySettings, ServerSettings,
+                              UpstreamSettings)
+
+_rule = IndexRule("*")
+_up = UpstreamSettings("http://127.0.0.1:9200")
+_limits = LimitSettings()
+_load = LoadSettings()
+_batch = BatchSettings()
+_server = ServerSettings()
+
+
+@click.command(name="serve")
+@opensearch_url
+@option("--opensearch-ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+        envvar=["OPENSEARCH_CA_FILE", "ES_RERANK_SERVE_OPENSEARCH_CA_FILE"],
+        help="PEM file of the CA to trust for an https OpenSearch (a private CA).")
+@option("--opensearch-insecure", is_flag=True,
+        help="Skip OpenSearch certificate checks (test clusters only; clients' credentials become readable).")
+@option("--model", "model", type=click.Path(path_type=Path), default=None,
+        help="Exported model directory (from `es-rerank export`); without it every request passes through.")
+@option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto",
+        help="Where the model runs: auto picks CUDA when onnxruntime-gpu can use a GPU.")
+@option("--model-batch-size", type=int, default=64, help="Pairs per ONNX Runtime run inside one model call.")
+@option("--config", "config_file", type=click.Path(path_type=Path), default=None, envvar="ES_RERANK_SERVE_CONFIG",
+        help="YAML or TOML file with per-index rules: indices: {NAME: {fields, window, deadline_ms}}.")
+@option("--index", "indices", multiple=True, envvar="ES_RERANK_SERVE_INDEX",
+        help="Index, alias or pattern to rerank (repeat; env: space-separated).")
+@option("--fields", default=",".join(_rule.fields),
+        help="Text fields scored, comma-separated (also the config file's default).")
+@option("--window", type=int, default=_rule.window, help="Hits reranked per search (also the config file's default).")
+@option("--deadline-ms", type=int, default=_rule.deadline_ms,
+        help="Rerank-stage deadline; past it the BM25 page is served.")
+@option("--max-window", type=int, default=1000, help="Largest window a request may ask for with ext.rerank.window.")
+@option("--host", default=_server.host, help="Address to listen on (0.0.0.0 in containers).")
+@option("--port", type=int, default=_server.port, help="Port to listen on (0 picks a free one).")
+@option("--max-in-flight", type=int, default=_load.max_in_flight,
+        help="Concurrent reranked searches before overload.")
+@option("--overload", type=click.Choice(["shed", "degrade"]), default=_load.overload,
+        help="Past --max-in-flight: shed (429/503 + Retry-After) or degrade (serve the BM25 page).")
+@option("--shed-status", type=click.Choice(["429", "503"]), default=str(_load.shed_status),
+        help="Status for shed requests.")
+@option("--retry-after-s", type=int, default=_load.retry_after_s, help="Retry-After seconds sent with shed requests.")
+@option("--batch-max-pairs", type=int, default=_batch.max_pairs, help="Most (query, doc) pairs per model call.")
+@option("--cross-request-batching/--no-cross-request-batching", default=_batch.cross_request,
+        help="Merge concurrent searches into shared model calls.")
+@option("--connect-timeout-s", type=float, default=_up.connect_timeout_s,
+        help="Timeout for connecting to OpenSearch.")
+@option("--read-timeout-s", type=float, default=_up.read_timeout_s, help="Timeout between reads from OpenSearch.")
+@option("--max-body-bytes", type=int, default=_limits.max_body_bytes,
+        help="Largest request body accepted (413 above).")
+@option("--max-json-depth", type=int, default=_limits.max_json_depth,
+        help="Deepest JSON nesting accepted in search bodies.")
+@option("--body-timeout-s", type=float, default=_limits.body_timeout_s,
+        help="Time a client has to send its body (408 after).")
+@option("--drain-delay-s", type=float, default=_server.drain_delay_s,
+        help="On SIGTERM, seconds reported unready before closing the port.")
+@option("--drain-timeout-s", type=float, default=_server.drain_timeout_s,
+        help="On SIGTERM, seconds in-flight requests get to finish.")
+@option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+        help="Log verbosity (stderr).")
+@online_ab_options
+def serve(opensearch_url: str | None, opensearch_ca_file: Path | None, opensearch_insecure: bool,
+          model: Path | None, device: str, model_batch_size: int,
+          config_file: Path | None, indices: tuple[str, ...], fields: str, window: int, deadline_ms: int,
+          max_window: int, host: str, port: int, max_in_flight: int,
+          overload: str, shed_status: str, retry_after_s: int, batch_max_pairs: int, cross_request_batching: bool,
+          connect_timeout_s: float, read_timeout_s: float, max_body_bytes: int, max_json_depth: int,
+          body_timeout_s: float, drain_delay_s: float, drain_timeout_s: float, log_level: str,
+          ab_split: float | None, ab_mode: str, ab_key_header: str | None, ab_experiment: str, ab_log: Path | None,
+          ab_events_log: Path | None, ab_log_query_text: bool, ab_secret: str) -> None:
+    """Serve OpenSearch's API on --port; relevance searches on configured indices come back reranked.
+
+    With --ab-split the reranked searches become an online A/B test: each user key gets an arm,
+    every search appends a line to --ab-log, and clients POST clicks to /_rerank/events.
+    """
+    from es_rerank.cli.ab_serve_options import online_ab_config
+    from es_rerank.config import parse_fields, read_config_file, rules_from_mapping
+    from es_rerank.errors import ConfigError
+    from es_rerank.opensearch_client import resolve_url
+    from es_rerank.proxy.server import LISTENING, run_until_signal
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    defaults = IndexRule("*", fields=parse_fields(fields), window=window, deadline_ms=deadline_ms)
+    names = [n for value in indices for n in value.split()]
+    rules = tuple(IndexRule(n, defaults.fields, defaults.window, defaults.deadline_ms) for n in names)
+    if config_file is not None:
+        rules += rules_from_mapping(read_config_file(config_file), defaults)
+    online_ab = online_ab_config(ab_split, ab_mode, ab_key_header, ab_experiment, ab_log, ab_events_log,
+                                 ab_log_query_text, ab_secret)
+    if online_ab is not None and (model is None or not rules):
+        raise ConfigError("--ab-split needs searches to rerank: give --model and --index (or --config)",
+                          hint="the A/B test compares BM25 with the model on the indices the proxy reranks")
+    if online_ab is not None and not ab_secret:
+        click.echo("warning: no --ab-secret: the hashed client ids in the A/B log can be reversed by hashing "
+                   "candidate addresses; set ES_RERANK_SERVE_AB_SECRET", err=True)
+    settings = ProxySettings(
+        upstream=UpstreamSettings(resolve_url(opensearch_url), connect_timeout_s, read_timeout_s,
+                                  ca_file=opensearch_ca_file, verify=not opensearch_insecure),
+        rules=rules, max_window=max_window,
+        limits=LimitSettings(max_body_bytes, max_json_depth, body_timeout_s),
+        load=LoadSettings(max_in_flight, overload, int(shed_status), retry_after_s),
+        batch=BatchSettings(batch_max_pairs, cross_request_batching),
+        server=ServerSettings(host, port, drain_delay_s, drain_timeout_s),
+        online_ab=online_ab)
+    scorer = load_scorer(model, device, model_batch_size) if model is not None else None
+    if scorer is None:
+        click.echo("no --model given: every request passes through unreranked", err=True)
+    elif not rules:
+        click.echo("no --index or --config rules: every request passes through unreranked", err=True)
+    run_until_signal(settings, scorer, on_listening=lambda url: click.echo(LISTENING + url, err=True))
+
+
+def load_scorer(model_dir: Path, device: str = "auto", batch_size: int = 64):
+    """Load the exported model the proxy scores with.
+
+    Example:
+        >>> load_scorer(Path("exports/minilm"), "cpu").device   # doctest: +SKIP
+        'cpu'
+    """
+    from es_rerank.errors import ModelError
+
+    if not model_dir.is_dir():
+        raise ModelError(f"model directory {model_dir} does not exist",
+                         hint="pass the directory `es-rerank export` wrote (it holds meta.json and model.onnx)")
+    try:
+        from es_rerank.scorer import OnnxScorer
+    except ImportError as exc:
+        raise ModelError(f"the ONNX scorer is unavailable: {exc}",
+                         hint="pip install 'es-rerank[serve]' or '[gpu]'") from exc
+    scorer = OnnxScorer.load(model_dir, device=device, batch_size=batch_size)
+    click.echo(f"model {model_dir}: {scorer.variant.file} on {scorer.device}", err=True)
+    return scorer

@@ -1,0 +1,331 @@
+"""Settings for `es-rerank serve`: frozen dataclasses built once by the CLI and passed down.
+
+Per-index rerank rules (which indices, text fields, window, deadline) come from `--index`
+options or from a small YAML/TOML file; everything else comes from options or `ES_RERANK_*`
+environment variables. Nothing here reads the environment itself.
+
+Example:
+    >>> rules = rules_from_mapping({"indices": {"scifact": {"window": 50}}}, IndexRule("*"))
+    >>> rules[0].pattern, rules[0].fields, rules[0].window
+    ('scifact', ('title', 'text'), 50)
+    >>> rules[0].matches("scifact"), rules[0].matches("other")
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+from urllib.parse import urlsplit
+
+from es_rerank.errors import ConfigError
+
+if TYPE_CHECKING:
+    from es_rerank.ab.assignment import OnlineAbConfig
+
+DEFAULT_FIELDS = ("title", "text")
+OVERLOAD_ACTIONS = ("shed", "degrade")
+
+
+@dataclass(frozen=True)
+class IndexRule:
+    """How searches on indices matching `pattern` (a name, alias or `*` pattern) are reranked.
+
+    Example:
+        >>> IndexRule("docs-*", fields=("body",)).matches("docs-2024")
+        True
+        >>> IndexRule("x", window=0)
+        Traceback (most recent call last):
+        ...
+        es_rerank.errors.ConfigError: rerank window for 'x' must be a positive integer, got 0 (set window to e.g. 100)
+    """
+
+    pattern: str
+    fields: tuple[str, ...] = DEFAULT_FIELDS
+    window: int = 100
+    deadline_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        if not self.pattern or not isinstance(self.pattern, str):
+            raise ConfigError(f"index pattern must be a non-empty string, got {self.pattern!r}",
+                              hint="name an index, alias or pattern such as scifact or docs-*")
+        if not self.fields or not all(isinstance(f, str) and f for f in self.fields):
+            raise ConfigError(f"text fields for {self.pattern!r} must be non-empty names, got {self.fields!r}",
+                              hint="give e.g. fields: [title, text]")
+        _positive_int(self.window, f"rerank window for {self.pattern!r}", "set window to e.g. 100")
+        _positive_int(self.deadline_ms, f"rerank deadline for {self.pattern!r}", "set deadline_ms to e.g. 1000")
+
+    def matches(self, index: str) -> bool:
+        """True when the (already URL-decoded) index name falls under this rule.
+
+        Example:
+            >>> IndexRule("logs-*").matches("logs-1"), IndexRule("logs-*").matches("metrics")
+            (True, False)
+        """
+        return fnmatch.fnmatchcase(index, self.pattern)
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    """Where OpenSearch is and how long to wait for it. The URL is fixed here, never taken from a request.
+
+    For an `https` URL, `ca_file` names a PEM bundle of CAs to trust instead of the system's (a
+    private CA); `verify=False` turns certificate checks off altogether (test clusters only).
+
+    Example:
+        >>> UpstreamSettings("http://h:9200", ca_file=Path("ca.pem"))
+        Traceback (most recent call last):
+        ...
+        es_rerank.errors.ConfigError: a CA file only applies to an https OpenSearch URL, got 'http://h:9200' (use https://... or drop --opensearch-ca-file)
+    """
+
+    url: str
+    connect_timeout_s: float = 2.0
+    read_timeout_s: float = 60.0
+    pool_size: int = 256
+    ca_file: Path | None = None
+    verify: bool = True
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"OpenSearch URL {self.url!r} is not an http(s) URL", hint="use e.g. http://127.0.0.1:9200")
+        if parts.username or parts.password:
+            raise ConfigError("the proxy's OpenSearch URL must not carry credentials",
+                              hint="clients send their own Authorization header, which the proxy forwards as sent")
+        if parts.query or parts.fragment:
+            raise ConfigError(f"OpenSearch URL {self.url!r} must not have a query or fragment", hint="give scheme://host:port[/prefix]")
+        _positive_number(self.connect_timeout_s, "connect timeout", "e.g. --connect-timeout-s 2")
+        _positive_number(self.read_timeout_s, "read timeout", "e.g. --read-timeout-s 60")
+        _positive_int(self.pool_size, "upstream connection pool size", "e.g. 256")
+        if (self.ca_file is not None or not self.verify) and parts.scheme != "https":
+            what = "a CA file" if self.ca_file is not None else "turning certificate checks off"
+            flag = "--opensearch-ca-file" if self.ca_file is not None else "--opensearch-insecure"
+            raise ConfigError(f"{what} only applies to an https OpenSearch URL, got {self.url!r}",
+                              hint=f"use https://... or drop {flag}")
+        if self.ca_file is not None and not self.verify:
+            raise ConfigError("--opensearch-ca-file and --opensearch-insecure contradict each other",
+                              hint="keep the CA file and drop --opensearch-insecure: it checks the certificate")
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise ConfigError(f"OpenSearch CA file {self.ca_file} does not exist",
+                              hint="pass the PEM file of the CA that signed OpenSearch's HTTP certificate")
+
+    @property
+    def base(self) -> str:
+        """The URL without a trailing slash; request paths are appended to it unchanged.
+
+        Example:
+            >>> UpstreamSettings("http://h:9200/").base
+            'http://h:9200'
+        """
+        return self.url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Request limits. 100 MiB matches OpenSearch's own `http.max_content_length` default."""
+
+    max_body_bytes: int = 100 * 1024 * 1024
+    max_json_depth: int = 100
+    body_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        _positive_int(self.max_body_bytes, "body size limit", "e.g. --max-body-bytes 104857600")
+        _positive_int(self.max_json_depth, "JSON depth limit", "e.g. --max-json-depth 100")
+        _positive_number(self.body_timeout_s, "body read timeout", "e.g. --body-timeout-s 30")
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How many reranked searches may run at once, and what happens past that bound.
+
+    `shed` answers `shed_status` (429 or 503) with `Retry-After`; `degrade` serves the BM25 page.
+    """
+
+    max_in_flight: int = 64
+    overload: str = "shed"
+    shed_status: int = 429
+    retry_after_s: int = 1
+
+    def __post_init__(self) -> None:
+        _positive_int(self.max_in_flight, "max in-flight reranks", "e.g. --max-in-flight 64")
+        if self.overload not in OVERLOAD_ACTIONS:
+            raise ConfigError(f"overload action must be one of {OVERLOAD_ACTIONS}, got {self.overload!r}",
+                              hint="use --overload shed or --overload degrade")
+        if self.shed_status not in (429, 503):
+            raise ConfigError(f"shed status must be 429 or 503, got {self.shed_status!r}", hint="use --shed-status 429")
+        _positive_int(self.retry_after_s, "Retry-After seconds", "e.g. --retry-after-s 1")
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """The scoring worker: how many pairs one model call may take, and whether requests share calls."""
+
+    max_pairs: int = 512
+    cross_request: bool = True
+
+    def __post_init__(self) -> None:
+        _positive_int(self.max_pairs, "batch size in pairs", "e.g. --batch-max-pairs 512")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Where the proxy listens and how it drains on SIGTERM."""
+
+    host: str = "127.0.0.1"
+    port: int = 9201
+    drain_delay_s: float = 0.0
+    drain_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0..65535, got {self.port!r}", hint="e.g. --port 9201 (0 picks a free port)")
+        if self.drain_delay_s < 0:
+            raise ConfigError(f"drain delay must be >= 0, got {self.drain_delay_s!r}", hint="e.g. --drain-delay-s 5")
+        _positive_number(self.drain_timeout_s, "drain timeout", "e.g. --drain-timeout-s 30")
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """Everything the proxy needs, built once.
+
+    Example:
+        >>> s = ProxySettings(UpstreamSettings("http://127.0.0.1:9200"), rules=(IndexRule("scifact"),))
+        >>> s.rule_for(["scifact"]).window
+        100
+        >>> s.rule_for(["scifact", "other"]) is None
+        True
+    """
+
+    upstream: UpstreamSettings
+    rules: tuple[IndexRule, ...] = ()
+    max_window: int = 1000
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    load: LoadSettings = field(default_factory=LoadSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    online_ab: OnlineAbConfig | None = None   # --ab-split and friends; None: no online A/B test
+
+    def __post_init__(self) -> None:
+        _positive_int(self.max_window, "max window", "e.g. --max-window 1000")
+        for rule in self.rules:
+            if rule.window > self.max_window:
+                raise ConfigError(f"window {rule.window} for {rule.pattern!r} exceeds the max window {self.max_window}",
+                                  hint="lower the window or raise --max-window")
+
+    def rule_for(self, indices: list[str]) -> IndexRule | None:
+        """The one rule covering every target index, or None (then the search passes through).
+
+        Example:
+            >>> ProxySettings(UpstreamSettings("http://h:9200"), rules=(IndexRule("a*"),)).rule_for(["a1", "a2"]).pattern
+            'a*'
+        """
+        found = None
+        for index in indices:
+            rule = next((r for r in self.rules if r.matches(index)), None)
+            if rule is None or (found is not None and rule is not found):
+                return None
+            found = rule
+        return found
+
+
+def read_config_file(path: str | Path) -> dict:
+    """Load a YAML (.yaml/.yml) or TOML (.toml) file into a mapping.
+
+    Example:
+        >>> read_config_file("proxy.toml")["indices"]   # doctest: +SKIP
+        {'scifact': {'fields': ['title', 'text']}}
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist", hint="pass an existing .yaml/.yml/.toml file to --config")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif suffix == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                raise ConfigError("TOML config files need Python 3.11 or newer", hint="use a .yaml file") from None
+
+            data = tomllib.loads(text)
+        else:
+            raise ConfigError(f"config file {path} has suffix {suffix!r}", hint="use .yaml, .yml or .toml")
+    except ConfigError:
+        raise
+    except Exception as exc:  # yaml.YAMLError / tomllib.TOMLDecodeError: say where the file is broken
+        raise ConfigError(f"config file {path} is not valid {suffix[1:].upper()}: {exc}", hint="fix the syntax") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top, got {type(data).__name__}",
+                          hint="start the file with `indices:`")
+    return data
+
+
+def rules_from_mapping(data: Mapping, defaults: IndexRule) -> tuple[IndexRule, ...]:
+    """Build rules from a config mapping `{"indices": {pattern: {fields, window, deadline_ms}}}`.
+
+    Keys left out take their value from `defaults` (the CLI's --fields/--window/--deadline-ms).
+
+    Example:
+        >>> rules_from_mapping({"indices": {"a": {"fields": "body"}}}, IndexRule("*"))[0].fields
+        ('body',)
+        >>> rules_from_mapping({"indices": {"a": {"windw": 5}}}, IndexRule("*"))
+        Traceback (most recent call last):
+        ...
+        es_rerank.errors.ConfigError: index 'a' has unknown key(s) ['windw'] (allowed: deadline_ms, fields, window)
+    """
+    unknown = sorted(set(data) - {"indices"})
+    if unknown:
+        raise ConfigError(f"config has unknown top-level key(s) {unknown}", hint="only `indices` is read from the file")
+    indices = data.get("indices") or {}
+    if not isinstance(indices, Mapping):
+        raise ConfigError(f"`indices` must map index patterns to settings, got {type(indices).__name__}",
+                          hint="e.g. indices: {scifact: {fields: [title, text]}}")
+    rules = []
+    for pattern, values in indices.items():
+        values = values or {}
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"settings for index {pattern!r} must be a mapping, got {values!r}",
+                              hint="e.g. scifact: {window: 100}")
+        extra = sorted(set(values) - {"fields", "window", "deadline_ms"})
+        if extra:
+            raise ConfigError(f"index {pattern!r} has unknown key(s) {extra}", hint="allowed: deadline_ms, fields, window")
+        fields = values.get("fields", defaults.fields)
+        rules.append(replace(defaults, pattern=str(pattern), fields=parse_fields(fields),
+                             window=values.get("window", defaults.window),
+                             deadline_ms=values.get("deadline_ms", defaults.deadline_ms)))
+    return tuple(rules)
+
+
+def parse_fields(value) -> tuple[str, ...]:
+    """Accept `"title,text"`, `"title text"` or `["title", "text"]`.
+
+    Example:
+        >>> parse_fields("title, text")
+        ('title', 'text')
+    """
+    if isinstance(value, str):
+        names = value.replace(",", " ").split()
+    elif isinstance(value, (list, tuple)):
+        names = [str(v).strip() for v in value]
+    else:
+        raise ConfigError(f"fields must be a list or a comma-separated string, got {value!r}", hint="e.g. title,text")
+    return tuple(n for n in names if n)
+
+
+def _positive_int(value, what: str, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{what} must be a positive integer, got {value!r}", hint=hint)
+
+
+def _positive_number(value, what: str, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{what} must be a positive number, got {value!r}", hint=hint)

@@ -1,0 +1,497 @@
+"""The proxy's aiohttp application: routing, pass-through relay, the reranked-search path, lifespan.
+
+`create_app(settings, scorer)` builds it; `es_rerank.proxy.server` runs it. With `scorer=None`
+the proxy relays everything (reranking off), which is how the pass-through benchmark runs it.
+With `settings.online_ab` the searches it reranks become an online A/B test (`es_rerank.ab.online`):
+each gets an arm (bm25, rerank or interleave), a line in the decision log and the
+X-Rerank-Variant / X-Rerank-Query-Id headers; `POST /_rerank/events` takes the clicks.
+
+Example:
+    >>> settings = ProxySettings(UpstreamSettings("http://127.0.0.1:9200"), rules=(IndexRule("scifact"),))
+    >>> app = create_app(settings, scorer=None)
+    >>> app[CONTEXT].settings.rules[0].pattern
+    'scifact'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from es_rerank.ab.online import OnlineAb, new_query_id, response_headers
+from es_rerank.ab.protocol import BM25, EVENTS_PATH, INTERLEAVE
+from es_rerank.config import IndexRule, ProxySettings, UpstreamSettings  # noqa: F401 (doctest)
+from es_rerank.errors import ScoringError, ScoringOutOfMemory
+from es_rerank.proxy.batcher import Batcher
+from es_rerank.proxy.httperror import ProxyHTTPError, error_body
+from es_rerank.proxy.jsonio import dumps, loads
+from es_rerank.proxy.limits import check_declared_length, inflate, read_body, stream_body
+from es_rerank.proxy.metrics import Counter, Gauge, ProxyMetrics
+from es_rerank.proxy.paths import check_path
+from es_rerank.proxy.plan import (DEFAULT_MAX_RESULT_WINDOW, PassThrough, RerankPlan, SearchRequest, WindowRequest,
+                                  max_result_window, plan_search, search_target, settings_path, strip_rerank_ext,
+                                  window_request)
+from es_rerank.proxy.rewrite import bm25_page, interleaved_page, reranked_page, response_hits, window_texts
+from es_rerank.rerank import order_by_scores
+from es_rerank.proxy.upstream import UPSTREAM_ERRORS, Upstream, forward_request_headers, forward_response_headers
+from es_rerank.scorer import Scorer
+
+log = logging.getLogger("es_rerank.proxy")
+
+RESULT_HEADER = "X-Rerank"
+REASON_HEADER = "X-Rerank-Reason"
+# Bodies up to this size are read whole (one write upstream); larger ones stream through.
+INLINE_BODY_BYTES = 1 << 20
+WINDOW_CACHE_ENTRIES = 1024
+READY_CACHE_S = 1.0
+JSON_TYPE = "application/json; charset=UTF-8"
+
+
+class ProxyContext:
+    """The proxy's resources and state, created once per app and cleaned up with it."""
+
+    def __init__(self, settings: ProxySettings, scorer: Scorer | None) -> None:
+        self.settings = settings
+        self.scorer = scorer
+        self.metrics = ProxyMetrics()
+        self.upstream = Upstream(settings.upstream, self.metrics)
+        self.batcher = Batcher(scorer, settings.batch, self.metrics) if scorer is not None else None
+        # Online A/B (--ab-split): the arm of each reranked search, its log line, and click events.
+        self.ab = OnlineAb(settings.online_ab) if settings.online_ab else None
+        self.ab_events = self.ab.events_handler() if self.ab is not None else None
+        self.ab_searches = Counter("es_rerank_ab_searches_total", "Searches served under the online A/B test, by arm.",
+                                   ("variant",))
+        self.ab_dropped = Gauge("es_rerank_ab_log_dropped", "A/B log lines lost to a full queue or a failing disk.")
+        self.draining = False
+        self.in_flight = 0
+        self._windows: dict[str, int] = {}
+        self._reachable = (0.0, False)
+
+    async def lifespan(self, app: web.Application):
+        """aiohttp cleanup context: open the pool and start the scoring worker; close both at the end.
+
+        Example:
+            >>> app.cleanup_ctx.append(context.lifespan)   # doctest: +SKIP
+        """
+        await self.upstream.start()
+        if self.batcher is not None:
+            self.batcher.start()
+        yield
+        await self.upstream.close()
+        if self.batcher is not None:
+            await asyncio.to_thread(self.batcher.stop)
+        if self.ab is not None:
+            await asyncio.to_thread(self.ab.close)  # writes what is queued: the log thread may be behind
+
+    def render_metrics(self) -> str:
+        """The Prometheus text of the proxy's metrics, plus the A/B ones when an A/B test runs.
+
+        Example:
+            >>> "es_rerank_requests_total" in context.render_metrics()   # doctest: +SKIP
+            True
+        """
+        text = self.metrics.render()
+        if self.ab is None:
+            return text
+        self.ab_dropped.set(self.ab.dropped)
+        lines = [line for metric in (self.ab_searches, self.ab_dropped) for line in metric.header() + metric.lines()]
+        return text + "\n".join(lines) + "\n"
+
+    async def result_window(self, target: str, client_headers) -> int:
+        """`index.max_result_window` of the search target, read once (with the client's own credentials) and cached.
+
+        Example:
+            >>> await context.result_window("scifact", request.headers)   # doctest: +SKIP
+            10000
+        """
+        cached = self._windows.get(target)
+        if cached is not None:
+            return cached
+        headers = forward_request_headers(client_headers)
+        for name in ("Content-Length", "Content-Type", "Content-Encoding", "Accept-Encoding"):
+            headers.popall(name, None)
+        response = await self.upstream.send("GET", settings_path(target), headers, None)
+        try:
+            body = await response.read()
+        except UPSTREAM_ERRORS as exc:
+            raise self.upstream.error(exc) from exc
+        finally:
+            response.release()
+        if response.status != 200:
+            return DEFAULT_MAX_RESULT_WINDOW  # e.g. a missing index: the search itself will say so
+        try:
+            value = max_result_window(loads(body))
+        except (ValueError, TypeError, AttributeError):
+            return DEFAULT_MAX_RESULT_WINDOW
+        if len(self._windows) >= WINDOW_CACHE_ENTRIES:
+            self._windows.clear()
+        self._windows[target] = value
+        return value
+
+    async def opensearch_reachable(self) -> bool:
+        """Whether OpenSearch answers, re-checked at most once a second.
+
+        Example:
+            >>> await context.opensearch_reachable()   # doctest: +SKIP
+            True
+        """
+        checked_at, reachable = self._reachable
+        if time.monotonic() - checked_at > READY_CACHE_S:
+            reachable = await self.upstream.reachable()
+            self._reachable = (time.monotonic(), reachable)
+        return reachable
+
+    async def readiness(self) -> tuple[bool, dict]:
+        """(ready, details): not draining, model loaded and warmed up, OpenSearch reachable.
+
+        Example:
+            >>> (await context.readiness())[1]["model"]   # doctest: +SKIP
+            'loaded'
+        """
+        reasons = []
+        if self.draining:
+            reasons.append("draining after SIGTERM")
+        if self.batcher is None:
+            model = "none: reranking is off"
+        elif not self.batcher.warm.is_set():
+            model = "warming up"
+            reasons.append("model is warming up")
+        elif self.batcher.warm_error:
+            model = f"failed: {self.batcher.warm_error}"
+            reasons.append("model failed its warm-up call")
+        else:
+            model = "loaded"
+        opensearch = await self.opensearch_reachable()
+        if not opensearch:
+            reasons.append("OpenSearch is unreachable")
+        ready = not reasons
+        self.metrics.ready.set(1 if ready else 0)
+        return ready, {"ready": ready, "model": model, "opensearch": "reachable" if opensearch else "unreachable",
+                       "reasons": reasons}
+
+
+CONTEXT = web.AppKey("es_rerank_proxy", ProxyContext)
+
+
+def create_app(settings: ProxySettings, scorer: Scorer | None) -> web.Application:
+    """The proxy as an aiohttp Application; `scorer=None` relays every request unreranked.
+
+    Run it with `es_rerank.proxy.server` (which turns off aiohttp's request-body decompression so
+    gzip bodies are relayed as sent).
+
+    Example:
+        >>> create_app(ProxySettings(UpstreamSettings("http://127.0.0.1:9200")), None)[CONTEXT].batcher is None
+        True
+    """
+    app = web.Application(client_max_size=settings.limits.max_body_bytes)
+    context = ProxyContext(settings, scorer)
+    app[CONTEXT] = context
+    app.cleanup_ctx.append(context.lifespan)
+    app.router.add_route("*", "/{tail:.*}", _handle, expect_handler=_expect_continue)
+    return app
+
+
+async def _expect_continue(request: web.Request):
+    """Answer `Expect: 100-continue` with 413 instead of 100 when the declared body is over the limit."""
+    try:
+        check_declared_length(request.content_length, request.app[CONTEXT].settings.limits.max_body_bytes)
+    except ProxyHTTPError as err:
+        return _error_response(err)
+    if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim response is not part of the answer's size
+    return None
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
+    """Every request: internal endpoints, reranked searches, and pass-through for everything else."""
+    context = request.app[CONTEXT]
+    raw_path = request.raw_path
+    path, _, query_string = raw_path.partition("?")
+    try:
+        check_path(path)
+        if path.startswith("/_rerank/"):
+            return await _internal(context, request, path)
+        if search_target(request.method, path) is not None:
+            return await _search(context, request, path, query_string)
+        context.metrics.requests.inc(("passthrough",))
+        return await _relay(context, request, raw_path, None, request.headers)
+    except ProxyHTTPError as err:
+        if err.status >= 500 or err.status == 429:
+            log.warning("%s %s -> %d %s", request.method, path, err.status, err.reason)
+        return _error_response(err)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:  # a proxy bug still answers in OpenSearch's shape; the log has the traceback
+        log.exception("unexpected error on %s %s", request.method, path)
+        return _error_response(ProxyHTTPError(500, "proxy_internal_exception",
+                                             "the rerank proxy failed unexpectedly; see its log"))
+
+
+def _error_response(err: ProxyHTTPError) -> web.Response:
+    """An error the proxy answers itself, in OpenSearch's shape."""
+    response = web.Response(status=err.status, body=error_body(err.status, err.error_type, err.reason),
+                            headers={"Content-Type": JSON_TYPE, **err.headers})
+    if err.close:
+        response.force_close()
+    return response
+
+
+async def _internal(context: ProxyContext, request: web.Request, path: str) -> web.Response:
+    """`/_rerank/health` (live), `/_rerank/ready`, `/_rerank/metrics` and, in an A/B test, `/_rerank/events`."""
+    if path == EVENTS_PATH:
+        if context.ab_events is None:
+            raise ProxyHTTPError(404, "resource_not_found_exception",
+                                 f"{EVENTS_PATH} takes click events only while an online A/B test runs (--ab-split)")
+        if request.method != "POST":
+            raise ProxyHTTPError(405, "method_not_allowed_exception", f"{EVENTS_PATH} answers POST only")
+        return await context.ab_events(request)
+    if request.method not in ("GET", "HEAD"):
+        raise ProxyHTTPError(405, "method_not_allowed_exception", f"{path} answers GET and HEAD only")
+    if path == "/_rerank/health":
+        return _json_response(200, {"status": "live"})
+    if path == "/_rerank/ready":
+        ready, details = await context.readiness()
+        return _json_response(200 if ready else 503, details)
+    if path == "/_rerank/metrics":
+        return web.Response(body=context.render_metrics().encode(),
+                            headers={"Content-Type": "text/plain; version=0.0.4"})
+    raise ProxyHTTPError(404, "resource_not_found_exception",
+                         f"no proxy endpoint {path}; the proxy serves /_rerank/health, /_rerank/ready, /_rerank/metrics"
+                         f" and, in an A/B test, {EVENTS_PATH}")
+
+
+def _json_response(status: int, payload: dict) -> web.Response:
+    """A small JSON response of the proxy's own."""
+    return web.Response(status=status, body=dumps(payload), headers={"Content-Type": JSON_TYPE})
+
+
+async def _search(context: ProxyContext, request: web.Request, path: str, query_string: str) -> web.StreamResponse:
+    """A `_search`: read the (small) body, plan, then rerank or relay."""
+    limits = context.settings.limits
+    raw = await read_body(request.content, request.content_length, limits.max_body_bytes, limits.body_timeout_s) \
+        if request.body_exists else b""
+    encoding = request.headers.get("Content-Encoding", "")
+    body = inflate(raw, encoding, limits.max_body_bytes) if raw and encoding else raw
+    if context.batcher is None:  # no model: relay, only taking out ext.rerank (OpenSearch would reject it)
+        plan = PassThrough("no model loaded", strip_rerank_ext(body))
+    else:
+        plan = plan_search(SearchRequest(request.method, path, query_string, request.headers, body), context.settings)
+    if isinstance(plan, PassThrough):
+        context.metrics.requests.inc(("skipped",))
+        return await _relay_search_body(context, request, request.raw_path, raw, plan.body)
+    return await _rerank(context, request, plan, raw)
+
+
+async def _relay_search_body(context: ProxyContext, request: web.Request, path_qs: str, raw: bytes,
+                            rewritten: bytes | None, extra: dict | None = None) -> web.StreamResponse:
+    """Relay a search whose body was read: the client's exact bytes, or a rewritten (plain JSON) body."""
+    if rewritten is None:
+        return await _relay(context, request, path_qs, raw, request.headers, extra)
+    return await _relay(context, request, path_qs, rewritten, _json_body_headers(request.headers, rewritten), extra)
+
+
+def _json_body_headers(client_headers, body: bytes) -> CIMultiDict:
+    """Client headers for a body the proxy rewrote: plain JSON, so no Content-Encoding and a fresh Content-Length."""
+    headers = CIMultiDict(client_headers)
+    headers.popall("Content-Encoding", None)
+    headers["Content-Length"] = str(len(body))
+    headers.setdefault("Content-Type", "application/json")
+    return headers
+
+
+async def _relay(context: ProxyContext, request: web.Request, path_qs: str, body: bytes | None, client_headers,
+                extra: dict | None = None) -> web.StreamResponse:
+    """Send the request upstream and relay the answer unchanged: status, headers, body bytes.
+
+    `body=None` means the client's body has not been read: small ones are read whole, large or
+    chunked ones stream through with the size limit enforced as they go.
+    """
+    limits = context.settings.limits
+    headers = forward_request_headers(client_headers)
+    stream_error: list[ProxyHTTPError] = []
+    if body is not None:
+        data = body
+    elif not request.body_exists:
+        data = None
+    elif request.content_length is not None and request.content_length <= INLINE_BODY_BYTES:
+        data = await read_body(request.content, request.content_length, limits.max_body_bytes, limits.body_timeout_s)
+    else:
+        check_declared_length(request.content_length, limits.max_body_bytes)
+        data = _watch(stream_body(request.content, limits.max_body_bytes, limits.body_timeout_s), stream_error)
+    try:
+        upstream = await context.upstream.send(request.method, path_qs, headers, data)
+    except ProxyHTTPError:
+        if stream_error:
+            raise stream_error[0] from None
+        raise
+    try:
+        return await _relay_response(context, request, upstream, extra)
+    except UPSTREAM_ERRORS as exc:
+        raise context.upstream.error(exc) from exc
+    finally:
+        upstream.release()
+
+
+async def _watch(chunks, errors: list):
+    """Pass chunks through, remembering a limit error so it can be answered instead of a 502."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except ProxyHTTPError as err:
+        errors.append(err)
+        raise
+
+
+async def _relay_response(context: ProxyContext, request: web.Request, upstream, extra: dict | None):
+    headers = forward_response_headers(upstream.headers)
+    if extra:
+        headers.update(extra)
+    length = upstream.content_length
+    if request.method == "HEAD" or upstream.status in (204, 304) or (length is not None and length <= INLINE_BODY_BYTES):
+        body = await upstream.read() if request.method != "HEAD" else None
+        return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=body)
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    await response.prepare(request)
+    try:
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+    except UPSTREAM_ERRORS as exc:
+        # Headers are gone already: cut the connection so the client sees a truncated body, not a complete one.
+        context.upstream.error(exc)
+        log.warning("OpenSearch failed in the middle of a response body: %s", type(exc).__name__)
+        raise ConnectionResetError("upstream failed mid-body") from exc
+    await response.write_eof()
+    return response
+
+
+async def _rerank(context: ProxyContext, request: web.Request, plan: RerankPlan, raw: bytes) -> web.StreamResponse:
+    """Bound concurrency, then run the reranked search; past the bound shed (429/503) or degrade to BM25."""
+    load = context.settings.load
+    if context.in_flight >= load.max_in_flight:
+        if load.overload == "shed":
+            context.metrics.shed.inc(("reject",))
+            context.metrics.requests.inc(("shed",))
+            raise ProxyHTTPError(load.shed_status, "rejected_execution_exception",
+                                 f"the rerank proxy is at its limit of {load.max_in_flight} concurrent searches",
+                                 headers={"Retry-After": str(load.retry_after_s)})
+        context.metrics.shed.inc(("degrade",))
+        context.metrics.requests.inc(("degraded",))
+        return await _relay_search_body(context, request, request.raw_path, raw, plan.passthrough_body,
+                                       {RESULT_HEADER: "degraded", REASON_HEADER: "overload"})
+    context.in_flight += 1
+    context.metrics.in_flight.set(context.in_flight)
+    try:
+        return await _rerank_window(context, request, plan, raw)
+    finally:
+        context.in_flight -= 1
+        context.metrics.in_flight.set(context.in_flight)
+
+
+async def _rerank_window(context: ProxyContext, request: web.Request, plan: RerankPlan, raw: bytes):
+    started = time.monotonic()
+    metrics = context.metrics
+    window = window_request(plan, await context.result_window(plan.target, request.headers))
+    if isinstance(window, PassThrough):
+        metrics.requests.inc(("skipped",))
+        return await _relay_search_body(context, request, request.raw_path, raw, window.body)
+    status, up_headers, body = await _fetch_window(context, request, window)
+    metrics.stage_seconds.observe(time.monotonic() - started, ("upstream",))
+    response = None
+    if status == 200 and "json" in up_headers.get("Content-Type", "json"):
+        try:
+            response = loads(body)
+        except ValueError:
+            response = None
+    if response is None or not response_hits(response):
+        metrics.requests.inc(("skipped",))  # an error or an empty result goes back untouched
+        return web.Response(status=status, headers=forward_response_headers(up_headers), body=body)
+    spec = window.spec
+    texts = window_texts(response, spec)
+    metrics.window_size.observe(len(texts))
+    # Online A/B: only searches the proxy reranks take part; X-Rerank: off and pass-through stay out.
+    decision = context.ab.decide(request.headers, request.remote) if context.ab is not None else None
+    outcome, reason, teams = "reranked", "", None
+    if decision is not None and decision.variant == BM25:
+        outcome = "bm25"  # the control arm: BM25's page, no model call
+    else:
+        try:
+            scores = await context.batcher.score(spec.query_text, texts, spec.deadline_s)
+            scored_at = time.monotonic()
+            if decision is not None and decision.variant == INTERLEAVE:
+                outcome = "interleaved"
+                page, teams = _interleave(context, decision, plan, response, spec, scores)
+            else:
+                page = reranked_page(response, spec, scores)
+        except asyncio.TimeoutError:
+            outcome, reason = "fallback", "timeout"
+        except ScoringOutOfMemory as exc:
+            outcome, reason = "fallback", "oom"
+            log.warning("rerank fell back to BM25: out of memory: %s", exc)
+        except (ScoringError, ValueError) as exc:
+            outcome, reason = "fallback", "error"
+            log.warning("rerank fell back to BM25: %s", exc)
+    if outcome in ("fallback", "bm25"):
+        scored_at = time.monotonic()
+        page = bm25_page(response, spec)
+        teams = None
+        if outcome == "fallback":
+            metrics.fallbacks.inc((reason,))
+    out = dumps(page, pretty=spec.pretty)
+    headers = forward_response_headers(up_headers)
+    for name in ("Content-Length", "Content-Encoding"):
+        headers.popall(name, None)
+    headers[RESULT_HEADER] = outcome
+    if reason:
+        headers[REASON_HEADER] = reason
+    if decision is not None:
+        query_id = new_query_id()
+        headers.update(response_headers(decision, query_id))
+    reply = web.Response(status=200, body=out, headers=headers)
+    if "gzip" in request.headers.get("Accept-Encoding", "") and len(out) > 1024:
+        reply.enable_compression()
+    now = time.monotonic()
+    metrics.stage_seconds.observe(now - scored_at, ("rewrite",))
+    metrics.stage_seconds.observe(now - started, ("total",))
+    metrics.requests.inc((outcome,))
+    if decision is not None:
+        served = [str(hit.get("_id", "")) for hit in page["hits"]["hits"]]
+        if teams is None:  # one ranker made the whole page: the arm's own, or BM25's after a model failure
+            teams = [BM25 if outcome == "fallback" else decision.variant] * len(served)
+        context.ab.record(query_id=query_id, decision=decision, hit_ids=served, teams=teams,
+                          latency_ms=(now - started) * 1000, index=plan.target, start=spec.start,
+                          query_text=spec.query_text, fallback=outcome == "fallback")
+        context.ab_searches.inc((decision.variant,))
+    return reply
+
+
+def _interleave(context: ProxyContext, decision, plan: RerankPlan, response: dict, spec, scores) -> tuple[dict, list]:
+    """The interleaved page (team draft of model and BM25 order) and the team of each of its hits."""
+    hits = response_hits(response)
+    window = min(spec.window, len(hits))
+    if len(scores) != window:
+        raise ValueError(f"expected {window} scores for the window, got {len(scores)}")
+    ranked = [position for position, _ in order_by_scores(range(window), scores)]
+    positions, teams = context.ab.page(decision, ranked, spec.start, spec.size, f"{plan.target}|{spec.query_text}",
+                                       total=len(hits))
+    return interleaved_page(response, spec, positions, teams), teams
+
+
+async def _fetch_window(context: ProxyContext, request: web.Request, window: WindowRequest):
+    """Send the window request upstream as plain JSON (no compression either way); return status, headers, body."""
+    headers = forward_request_headers(request.headers)
+    headers.popall("Content-Encoding", None)
+    headers.popall("Accept-Encoding", None)
+    headers["Content-Length"] = str(len(window.body))
+    headers["Content-Type"] = "application/json"
+    upstream = await context.upstream.send(request.method, window.path_qs, headers, window.body)
+    try:
+        return upstream.status, upstream.headers, await upstream.read()
+    except UPSTREAM_ERRORS as exc:
+        raise context.upstream.error(exc) from exc
+    finally:
+        upstream.release()

@@ -1,0 +1,234 @@
+"""Running the proxy: in the foreground with a SIGTERM drain (`es-rerank serve`), on a background
+thread in-process (`ProxyThread`), or as an `es-rerank serve` subprocess (`serve_subprocess`).
+
+Drain on SIGTERM/SIGINT: readiness turns false at once; after `drain_delay_s` (time for a load
+balancer to notice) the listening socket closes, idle keep-alive connections close, and
+in-flight requests get up to `drain_timeout_s` to finish.
+
+Example:
+    >>> with ProxyThread(settings, scorer) as proxy:          # doctest: +SKIP
+    ...     requests.get(proxy.url + "/_rerank/health")        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Callable, Iterator, Sequence
+
+from aiohttp import web
+
+from es_rerank.config import ProxySettings
+from es_rerank.errors import EsRerankError
+from es_rerank.opensearch_client import redact
+from es_rerank.proxy.app import CONTEXT, create_app
+from es_rerank.scorer import Scorer
+
+log = logging.getLogger("es_rerank.proxy")
+# The line `es-rerank serve` prints on stderr once it accepts connections (scripts wait for it).
+LISTENING = "es-rerank proxy listening on "
+
+
+async def start_site(settings: ProxySettings, scorer: Scorer | None) -> tuple[web.AppRunner, str]:
+    """Set up the app and bind it; returns the runner and the base URL it listens on.
+
+    Example:
+        >>> runner, url = await start_site(settings, scorer)   # doctest: +SKIP
+    """
+    app = create_app(settings, scorer)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                           shutdown_timeout=settings.server.drain_timeout_s,
+                           keepalive_timeout=75.0,
+                           auto_decompress=False)  # relay gzip bodies as sent; the app inflates only what it reads
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True, backlog=1024)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    host = f"[{host}]" if ":" in host else host
+    return runner, f"http://{host}:{port}"
+
+
+async def drain(runner: web.AppRunner, settings: ProxySettings) -> None:
+    """Readiness false, wait `drain_delay_s`, stop listening, let in-flight requests finish, clean up.
+
+    Example:
+        >>> await drain(runner, settings)   # doctest: +SKIP
+    """
+    runner.app[CONTEXT].draining = True
+    if settings.server.drain_delay_s:
+        await asyncio.sleep(settings.server.drain_delay_s)
+    await runner.cleanup()
+
+
+def run_until_signal(settings: ProxySettings, scorer: Scorer | None,
+                     on_listening: Callable[[str], None] | None = None) -> None:
+    """Serve in the foreground until SIGTERM or SIGINT, then drain. Used by `es-rerank serve`.
+
+    Example:
+        >>> run_until_signal(settings, OnnxScorer.load("exports/minilm"), print)   # doctest: +SKIP
+        http://127.0.0.1:9201
+    """
+    async def main() -> None:
+        runner, url = await start_site(settings, scorer)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("proxy up at %s, relaying to %s", url, redact(settings.upstream.base))
+        if on_listening is not None:
+            on_listening(url)
+        await stop.wait()
+        log.info("signal received: draining (in-flight requests get up to %gs)", settings.server.drain_timeout_s)
+        await drain(runner, settings)
+        log.info("drained; exiting")
+
+    asyncio.run(main())
+
+
+class ProxyThread:
+    """The proxy on its own event loop in a background thread; `url` is set once it listens.
+
+    Port 0 in the settings picks a free port.
+    """
+
+    def __init__(self, settings: ProxySettings, scorer: Scorer | None) -> None:
+        self.settings = settings
+        self.scorer = scorer
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def context(self):
+        """The running app's ProxyContext (metrics, state) for inspection.
+
+        Example:
+            >>> proxy.context.metrics.requests.value(("reranked",))   # doctest: +SKIP
+            3.0
+        """
+        return self._runner.app[CONTEXT]
+
+    def start(self, timeout_s: float = 30.0) -> "ProxyThread":
+        """Start serving; returns once the socket is bound (or raises what prevented it).
+
+        Example:
+            >>> proxy = ProxyThread(settings, scorer).start()   # doctest: +SKIP
+        """
+        self._thread = threading.Thread(target=self._run, name="es-rerank-proxy", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout_s):
+            raise TimeoutError(f"proxy did not start within {timeout_s}s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._runner, self.url = self._loop.run_until_complete(start_site(self.settings, self.scorer))
+        except BaseException as exc:  # reported to the caller of start()
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.close()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Drain as on SIGTERM and stop the loop.
+
+        Example:
+            >>> proxy.stop()   # doctest: +SKIP
+        """
+        if self._loop is None or self._runner is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(drain(self._runner, self.settings), self._loop)
+        try:
+            future.result(timeout_s)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout_s)
+
+    def __enter__(self) -> "ProxyThread":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def serve_subprocess(opensearch_url: str, args: Sequence[str], ready_timeout_s: float = 300.0) -> Iterator[str]:
+    """Run `python -m es_rerank serve --opensearch URL --port 0 ARGS` until the block ends; yields its URL.
+
+    Returns once `/_rerank/ready` answers 200; on exit sends SIGTERM and waits for the drain.
+
+    Example:
+        >>> args = ["--model", "exports/minilm", "--index", "scifact"]   # doctest: +SKIP
+        >>> with serve_subprocess("http://127.0.0.1:9200", args) as url:   # doctest: +SKIP
+        ...     requests.get(url + "/scifact/_search", params={"q": "gene therapy"})   # doctest: +SKIP
+    """
+    command = [sys.executable, "-m", "es_rerank", "serve", "--opensearch", opensearch_url, "--port", "0", *args]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "ES_RERANK_NO_PROGRESS": "1"})
+    lines: collections.deque[str] = collections.deque(maxlen=200)
+    found: list[str] = []
+    listening = threading.Event()
+
+    def read_stderr() -> None:  # keep draining stderr so the proxy never blocks on a full pipe
+        for line in process.stderr:
+            lines.append(line.rstrip())
+            if line.startswith(LISTENING) and not found:
+                found.append(line[len(LISTENING):].strip())
+                listening.set()
+        listening.set()
+
+    threading.Thread(target=read_stderr, daemon=True).start()
+    try:
+        if not listening.wait(ready_timeout_s) or not found:
+            raise EsRerankError("the proxy subprocess did not start: " + " | ".join(list(lines)[-5:]),
+                                hint="run the same `es-rerank serve` command by hand to see why")
+        wait_ready(found[0], ready_timeout_s)
+        yield found[0]
+    finally:
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_ready(url: str, timeout_s: float) -> None:
+    """Poll `/_rerank/ready` until it answers 200 (model warmed up, upstream reachable).
+
+    Example:
+        >>> wait_ready("http://127.0.0.1:9201", 60)   # doctest: +SKIP
+    """
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/_rerank/ready", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as exc:
+            last = exc.read().decode(errors="replace")
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise EsRerankError(f"the proxy at {url} was not ready within {timeout_s:g}s: {last}",
+                        hint="check the model directory and that the upstream answers")

@@ -1,0 +1,183 @@
+"""The connection pool to OpenSearch: a fixed address, separate connect/read timeouts, no retries.
+
+Requests go to `settings.url` + the client's raw path and query, never to a host taken from the
+request. Bodies are relayed as bytes: no decompression, no cookies, no headers added.
+
+Example:
+    >>> forward_request_headers({"Authorization": "Basic eA==", "Connection": "keep-alive", "Host": "evil"})
+    <CIMultiDict('Authorization': 'Basic eA==')>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import Mapping
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from es_rerank.config import UpstreamSettings
+from es_rerank.errors import ConfigError
+from es_rerank.opensearch_client import redact
+from es_rerank.proxy.httperror import ProxyHTTPError
+from es_rerank.proxy.metrics import ProxyMetrics
+
+# Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are never relayed; Host is set
+# from the fixed upstream address.
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+                        "te", "trailer", "trailers", "transfer-encoding", "upgrade", "expect", "host"})
+UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+
+log = logging.getLogger("es_rerank.proxy")
+
+
+def _end_to_end(headers: Mapping[str, str]) -> CIMultiDict:
+    named = {h.strip().lower() for h in headers.get("Connection", "").split(",") if h.strip()}
+    out = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower not in HOP_BY_HOP and lower not in named:
+            out.add(name, value)
+    return out
+
+
+def upstream_ssl(settings: UpstreamSettings) -> ssl.SSLContext | bool:
+    """What aiohttp's connector gets as `ssl=`: a context trusting `ca_file`, False to skip checks, True for defaults.
+
+    With `verify=False` the certificate is not checked at all, which lets anyone on the path read
+    the clients' credentials; it is logged as a warning.
+
+    Example:
+        >>> upstream_ssl(UpstreamSettings("http://127.0.0.1:9200"))
+        True
+        >>> upstream_ssl(UpstreamSettings("https://127.0.0.1:9200", verify=False))
+        False
+    """
+    if not settings.verify:
+        log.warning("certificate checks of OpenSearch at %s are OFF (--opensearch-insecure): anyone on the path "
+                    "can read the credentials clients send; use --opensearch-ca-file instead", redact(settings.base))
+        return False
+    if settings.ca_file is not None:
+        try:
+            return ssl.create_default_context(cafile=str(settings.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load OpenSearch CA file {settings.ca_file}: {exc}",
+                              hint="pass a PEM file holding the CA certificate(s)") from exc
+    return True
+
+
+def forward_request_headers(headers: Mapping[str, str]) -> CIMultiDict:
+    """The client's headers as OpenSearch should get them: end-to-end ones only, values untouched.
+
+    Example:
+        >>> forward_request_headers({"Connection": "close, X-Hop", "X-Hop": "1", "X-Opaque-Id": "7"})
+        <CIMultiDict('X-Opaque-Id': '7')>
+    """
+    return _end_to_end(headers)
+
+
+def forward_response_headers(headers: Mapping[str, str]) -> CIMultiDict:
+    """OpenSearch's response headers as the client should get them (Content-Length and -Encoding kept).
+
+    Example:
+        >>> forward_response_headers({"Content-Length": "5", "Transfer-Encoding": "chunked"})
+        <CIMultiDict('Content-Length': '5')>
+    """
+    return _end_to_end(headers)
+
+
+class Upstream:
+    """One aiohttp session to OpenSearch for the proxy's lifetime."""
+
+    def __init__(self, settings: UpstreamSettings, metrics: ProxyMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.session: aiohttp.ClientSession | None = None
+        self._ssl = upstream_ssl(settings)  # built here so a bad CA file fails before the port opens
+
+    async def start(self) -> None:
+        """Open the pooled session (inside the running event loop).
+
+        Example:
+            >>> await upstream.start()   # doctest: +SKIP
+        """
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.settings.connect_timeout_s,
+                                        sock_connect=self.settings.connect_timeout_s,
+                                        sock_read=self.settings.read_timeout_s)
+        connector = aiohttp.TCPConnector(limit=self.settings.pool_size, limit_per_host=self.settings.pool_size,
+                                         keepalive_timeout=30.0, enable_cleanup_closed=False,
+                                         ssl=self._ssl)
+        self.session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # a shared jar would hand one client's cookies to another
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+            read_bufsize=2 ** 16)
+        # aiohttp re-sends "idempotent" methods (PUT, DELETE too) once on a dropped keep-alive
+        # connection; OpenSearch PUT/DELETE are not safe to repeat, so nothing is ever re-sent.
+        self.session._retry_connection = False
+
+    async def close(self) -> None:
+        """Close pooled connections.
+
+        Example:
+            >>> await upstream.close()   # doctest: +SKIP
+        """
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def url(self, path_qs: str) -> URL:
+        """The fixed upstream base plus the request's raw path and query, left encoded as the client sent them.
+
+        Example:
+            >>> Upstream(UpstreamSettings("http://127.0.0.1:9200"), ProxyMetrics()).url("/a%20b/_doc/1?x=%2B")
+            URL('http://127.0.0.1:9200/a%20b/_doc/1?x=%2B')
+        """
+        return URL(self.settings.base + path_qs, encoded=True)
+
+    async def send(self, method: str, path_qs: str, headers: CIMultiDict, data) -> aiohttp.ClientResponse:
+        """Send one request; the caller reads and releases the response. Raises ProxyHTTPError 502/504.
+
+        Example:
+            >>> response = await upstream.send("GET", "/_cat/health", CIMultiDict(), None)   # doctest: +SKIP
+            >>> response.status   # doctest: +SKIP
+            200
+        """
+        try:
+            return await self.session.request(method, self.url(path_qs), headers=headers, data=data,
+                                              allow_redirects=False)
+        except UPSTREAM_ERRORS as exc:
+            raise self.error(exc) from exc
+
+    def error(self, exc: BaseException) -> ProxyHTTPError:
+        """Turn a connection failure or timeout into OpenSearch-shaped 502/504 and count it.
+
+        Example:
+            >>> Upstream(UpstreamSettings("http://127.0.0.1:9200"), ProxyMetrics()).error(asyncio.TimeoutError()).status
+            504
+        """
+        where = redact(self.settings.base)
+        if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+            self.metrics.upstream_errors.inc(("timeout",))
+            return ProxyHTTPError(504, "upstream_timeout_exception",
+                                  f"OpenSearch at {where} did not answer in time ({type(exc).__name__})")
+        self.metrics.upstream_errors.inc(("connect",))
+        return ProxyHTTPError(502, "upstream_unavailable_exception",
+                              f"OpenSearch at {where} is unavailable: {type(exc).__name__}: {exc}")
+
+    async def reachable(self, timeout_s: float = 2.0) -> bool:
+        """True when OpenSearch answers `GET /` with any HTTP status (401 still means it is up).
+
+        Example:
+            >>> await upstream.reachable()   # doctest: +SKIP
+            True
+        """
+        try:
+            async with self.session.get(self.url("/"), timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                await resp.read()
+                return True
+        except UPSTREAM_ERRORS:
+            return False

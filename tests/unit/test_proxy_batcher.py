@@ -1,0 +1,116 @@
+"""The scoring worker: off the event loop, merging concurrent searches, deadlines, failures."""
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from es_rerank.config import BatchSettings
+from es_rerank.errors import ScoringError, ScoringOutOfMemory
+from es_rerank.proxy.batcher import Batcher
+from es_rerank.proxy.metrics import ProxyMetrics
+from tests.proxy_support import RaisingScorer, TermOverlapScorer
+
+
+class FirstCallSlow(TermOverlapScorer):
+    """Holds the first real call so that later searches queue up behind it, as under load."""
+
+    def __init__(self, hold_s=0.3):
+        super().__init__()
+        self.hold_s = hold_s
+        self.threads = set()
+
+    def score_pairs(self, queries, documents):
+        self.threads.add(threading.get_ident())
+        if len(self.calls) == 0:
+            time.sleep(self.hold_s)
+        return super().score_pairs(queries, documents)
+
+
+async def score_many(batcher, jobs, timeout_s=10.0):
+    return await asyncio.gather(*(batcher.score(q, docs, timeout_s) for q, docs in jobs), return_exceptions=True)
+
+
+def run_jobs(scorer, settings, jobs, timeout_s=10.0):
+    batcher = Batcher(scorer, settings, ProxyMetrics())
+    batcher.start(warm_up=False)
+    try:
+        return asyncio.run(score_many(batcher, jobs, timeout_s)), batcher
+    finally:
+        batcher.stop()
+
+
+JOBS = [(f"gene {k}", [f"gene doc {k} {j}" for j in range(10)]) for k in range(8)]
+
+
+def test_concurrent_searches_share_model_calls_and_get_their_own_scores():
+    scorer = FirstCallSlow()
+    results, batcher = run_jobs(scorer, BatchSettings(max_pairs=1000), JOBS)
+    expected = [TermOverlapScorer().score_pairs([q] * len(d), d) for q, d in JOBS]
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+    assert len(scorer.calls) < len(JOBS)  # merged: 8 searches in fewer model calls
+    assert max(scorer.calls) > 10
+    assert threading.get_ident() not in scorer.threads  # never on the event loop's thread
+    assert batcher.metrics.batch_pairs.count() == len(scorer.calls)
+
+
+def test_without_cross_request_batching_each_search_gets_its_own_call():
+    scorer = FirstCallSlow()
+    run_jobs(scorer, BatchSettings(max_pairs=1000, cross_request=False), JOBS)
+    assert scorer.calls == [10] * len(JOBS)
+
+
+def test_merged_calls_respect_max_pairs():
+    scorer = FirstCallSlow()
+    run_jobs(scorer, BatchSettings(max_pairs=25), JOBS)
+    assert max(scorer.calls) <= 25
+
+
+def test_a_search_past_its_deadline_times_out_and_is_dropped_from_the_queue():
+    scorer = FirstCallSlow(hold_s=0.5)
+    results, _ = run_jobs(scorer, BatchSettings(cross_request=False), JOBS[:3], timeout_s=0.2)
+    assert all(isinstance(r, asyncio.TimeoutError) for r in results)
+    assert scorer.calls == [10]  # the two queued behind the slow call were never scored
+
+
+def test_model_errors_reach_every_search_in_the_call():
+    results, _ = run_jobs(RaisingScorer(RuntimeError("cuda launch failure")), BatchSettings(), JOBS[:2])
+    assert all(isinstance(r, ScoringError) and "cuda launch failure" in str(r) for r in results)
+
+
+def test_out_of_memory_in_a_merged_call_retries_each_search_alone():
+    class OomWhenLarge(FirstCallSlow):
+        def score_pairs(self, queries, documents):
+            if len(documents) > 10:
+                self.calls.append(len(documents))
+                raise ScoringOutOfMemory("too many pairs")
+            return super().score_pairs(queries, documents)
+
+    scorer = OomWhenLarge()
+    results, _ = run_jobs(scorer, BatchSettings(max_pairs=1000), JOBS[:4])
+    assert all(isinstance(r, np.ndarray) and len(r) == 10 for r in results)
+    assert any(c > 10 for c in scorer.calls)
+
+
+def test_warm_up_failure_is_reported_not_fatal():
+    batcher = Batcher(RaisingScorer(), BatchSettings(), ProxyMetrics())
+    batcher.start(warm_up=True)
+    try:
+        assert batcher.warm.wait(5)
+        assert "injected model failure" in batcher.warm_error
+        with pytest.raises(ScoringError):
+            asyncio.run(batcher.score("q", ["d"], 5.0))
+    finally:
+        batcher.stop()
+
+
+def test_wrong_shaped_scores_are_a_scoring_error():
+    class Short:
+        def score_pairs(self, queries, documents):
+            return np.zeros(len(documents) - 1, dtype=np.float32)
+
+    results, _ = run_jobs(Short(), BatchSettings(), JOBS[:1])
+    assert isinstance(results[0], ScoringError) and "shape" in str(results[0])
