@@ -165,9 +165,14 @@ class BatchSettings:
 
     max_pairs: int = 512
     cross_request: bool = True
+    # Threads that tokenize searches before they queue for the model (0: one per CPU, at most 8).
+    encode_threads: int = 0
 
     def __post_init__(self) -> None:
         _positive_int(self.max_pairs, "batch size in pairs", "e.g. --batch-max-pairs 512")
+        if not isinstance(self.encode_threads, int) or self.encode_threads < 0:
+            raise ConfigError(f"encode threads must be an int >= 0, got {self.encode_threads!r}",
+                              hint="e.g. --encode-threads 4 (0: one per CPU, at most 8)")
 
 
 @dataclass(frozen=True)

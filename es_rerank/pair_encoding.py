@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -102,8 +104,13 @@ class PairEncoder:
     Safe to share between threads: encoding only reads the tokenizer.
     """
 
-    def __init__(self, tokenizer, max_length: int, query_max_length: int, pad_id: int) -> None:
+    def __init__(self, tokenizer, max_length: int, query_max_length: int, pad_id: int,
+                 doc_cache_size: int = 20_000) -> None:
         """`tokenizer` is a `tokenizers.Tokenizer`; its own truncation and padding are switched off.
+
+        `doc_cache_size` documents keep their token ids in an LRU cache: the same documents come
+        back in the candidate windows of many searches, and tokenizing them is the costliest
+        step of scoring after the model itself.
 
         Example:
             >>> from tokenizers import Tokenizer, models
@@ -131,9 +138,14 @@ class PairEncoder:
         self.max_length = max_length
         self.query_max_length = query_max_length
         self.pad_id = pad_id
+        self._template = PairTemplate.learn(tokenizer)
+        # The most a document can take: the whole budget when the query is empty.
+        self._doc_budget = max_length - self.specials
+        self._doc_cache = DocumentCache(doc_cache_size)
 
     @classmethod
-    def from_file(cls, path: str | Path, max_length: int, query_max_length: int, pad_id: int) -> "PairEncoder":
+    def from_file(cls, path: str | Path, max_length: int, query_max_length: int, pad_id: int,
+                  doc_cache_size: int = 20_000) -> "PairEncoder":
         """Load a `tokenizer.json` file.
 
         Example:
@@ -142,7 +154,7 @@ class PairEncoder:
         """
         from tokenizers import Tokenizer
 
-        return cls(Tokenizer.from_file(str(path)), max_length, query_max_length, pad_id)
+        return cls(Tokenizer.from_file(str(path)), max_length, query_max_length, pad_id, doc_cache_size)
 
     def encode(self, queries: Sequence[str], documents: Sequence[str]) -> list[EncodedPair]:
         """Encode each `(queries[i], documents[i])`, truncating only the document.
@@ -155,32 +167,44 @@ class PairEncoder:
         _check_pairs(queries, documents)
         if not documents:
             return []
+        query_ids = {}
         unique = list(dict.fromkeys(queries))
-        query_encodings = {}
         for text, encoding in zip(unique, self._encode_batch(unique, add_special_tokens=False)):
-            encoding.truncate(self.query_max_length)
-            query_encodings[text] = encoding
-        budgets = [self.max_length - self.specials - len(query_encodings[q].ids) for q in queries]
-        doc_encodings = self._encode_documents(documents, budgets)
+            query_ids[text] = encoding.ids[: self.query_max_length]
+        doc_ids = self._document_ids(documents)
+        template = self._template
         pairs = []
-        for query, doc_encoding in zip(queries, doc_encodings):
-            pair = self.tokenizer.post_process(query_encodings[query], doc_encoding, add_special_tokens=True)
-            pairs.append(EncodedPair(pair.ids, pair.type_ids))
+        for query, ids in zip(queries, doc_ids):
+            q = query_ids[query]
+            pairs.append(template.join(q, ids[: self._doc_budget - len(q)]))
         return pairs
 
-    def _encode_documents(self, documents: Sequence[str], budgets: Sequence[int]) -> list:
+    def _document_ids(self, documents: Sequence[str]) -> list[list[int]]:
+        """Each document's token ids up to the largest budget, from the cache where possible."""
+        found = self._doc_cache.get_many(documents)
+        missing = list(dict.fromkeys(doc for doc, ids in zip(documents, found) if ids is None))
+        if missing:
+            fresh = dict(zip(missing, self._tokenize_documents(missing)))
+            self._doc_cache.put_many(fresh)
+            found = [ids if ids is not None else fresh[doc] for doc, ids in zip(documents, found)]
+        return found
+
+    def _tokenize_documents(self, documents: Sequence[str]) -> list[list[int]]:
         """Tokenize documents cut to a generous prefix; re-tokenize any whose prefix proved short."""
-        limits = [budget * CHARS_PER_TOKEN_BUDGET + 64 for budget in budgets]
+        budget = self._doc_budget
+        limits = [budget * CHARS_PER_TOKEN_BUDGET + 64] * len(documents)
         texts = [_prefix(doc, limit) for doc, limit in zip(documents, limits)]
         encodings = self._encode_batch(texts, add_special_tokens=False)
-        for i, (doc, text, budget) in enumerate(zip(documents, texts, budgets)):
+        result = []
+        for i, (doc, text) in enumerate(zip(documents, texts)):
+            ids = encodings[i].ids
             # A prefix with fewer tokens than the budget may have dropped tokens that belong in.
-            while len(encodings[i].ids) < budget and len(text) < len(doc):
+            while len(ids) < budget and len(text) < len(doc):
                 limits[i] *= 4
                 text = _prefix(doc, limits[i])
-                encodings[i] = self.tokenizer.encode(text, add_special_tokens=False)
-            encodings[i].truncate(budget)
-        return encodings
+                ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+            result.append(ids[:budget])
+        return result
 
     def batches(self, queries: Sequence[str], documents: Sequence[str], batch_size: int) -> Iterator[EncodedBatch]:
         """Encode the pairs and yield padded batches of at most `batch_size`, grouped by length.
@@ -194,6 +218,107 @@ class PairEncoder:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         pairs = self.encode(queries, documents)
         yield from batch_by_length(pairs, batch_size, self.pad_id, max_width=self.max_length)
+
+
+@dataclass(frozen=True)
+class PairTemplate:
+    """Where the tokenizer's post-processor puts its special tokens around a pair, learnt once,
+    so pairs are joined with list concatenation instead of one post-processor call each.
+
+    Example:
+        >>> t = PairTemplate([101], [0], [102], [0], [102], [1], query_type=0, doc_type=1)
+        >>> t.join([7, 8], [9])
+        EncodedPair(ids=[101, 7, 8, 102, 9, 102], type_ids=[0, 0, 0, 0, 1, 1])
+    """
+
+    prefix: list[int]
+    prefix_types: list[int]
+    middle: list[int]
+    middle_types: list[int]
+    suffix: list[int]
+    suffix_types: list[int]
+    query_type: int
+    doc_type: int
+
+    def join(self, query_ids: list[int], doc_ids: list[int]) -> EncodedPair:
+        ids = self.prefix + query_ids + self.middle + doc_ids + self.suffix
+        types = (self.prefix_types + [self.query_type] * len(query_ids) + self.middle_types
+                 + [self.doc_type] * len(doc_ids) + self.suffix_types)
+        return EncodedPair(ids, types)
+
+    @classmethod
+    def learn(cls, tokenizer) -> "PairTemplate":
+        """Read the template off the post-processor with probe texts, and check it on another probe."""
+        template = cls._from_probe(tokenizer, "first", "second")
+        for query, doc in (("alpha beta", "gamma delta epsilon"), ("", "x"), ("y", "")):
+            q = tokenizer.encode(query, add_special_tokens=False)
+            d = tokenizer.encode(doc, add_special_tokens=False)
+            expected = tokenizer.post_process(q, d, add_special_tokens=True)
+            if template.join(q.ids, d.ids) != EncodedPair(expected.ids, expected.type_ids):
+                raise ValueError("this tokenizer's post-processor does not put special tokens at fixed places "
+                                 "around a pair; expected a BERT- or RoBERTa-style template")
+        return template
+
+    @classmethod
+    def _from_probe(cls, tokenizer, query: str, doc: str) -> "PairTemplate":
+        q = tokenizer.encode(query, add_special_tokens=False)
+        d = tokenizer.encode(doc, add_special_tokens=False)
+        pair = tokenizer.post_process(q, d, add_special_tokens=True)
+        ids, types = pair.ids, pair.type_ids
+        start = _find(ids, q.ids, 0)
+        doc_start = _find(ids, d.ids, start + len(q.ids))
+        doc_end = doc_start + len(d.ids)
+        return cls(ids[:start], types[:start], ids[start + len(q.ids):doc_start],
+                   types[start + len(q.ids):doc_start], ids[doc_end:], types[doc_end:],
+                   types[start], types[doc_start])
+
+
+def _find(haystack: list[int], needle: list[int], start: int) -> int:
+    for i in range(start, len(haystack) - len(needle) + 1):
+        if haystack[i:i + len(needle)] == needle:
+            return i
+    raise ValueError("the tokenizer's post-processor changed the probe's tokens; expected it to only add "
+                     "special tokens around the pair")
+
+
+class DocumentCache:
+    """A thread-safe LRU map from document text to its token ids; size 0 disables it.
+
+    Example:
+        >>> cache = DocumentCache(1)
+        >>> cache.put_many({"a": [1], "b": [2]})
+        >>> cache.get_many(["a", "b"])
+        [None, [2]]
+    """
+
+    def __init__(self, size: int) -> None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError(f"doc_cache_size must be a non-negative int, got {size!r}")
+        self.size = size
+        self._items: OrderedDict[str, list[int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, texts: Sequence[str]) -> list[list[int] | None]:
+        if not self.size:
+            return [None] * len(texts)
+        with self._lock:
+            found = []
+            for text in texts:
+                ids = self._items.get(text)
+                if ids is not None:
+                    self._items.move_to_end(text)
+                found.append(ids)
+            return found
+
+    def put_many(self, items: dict[str, list[int]]) -> None:
+        if not self.size:
+            return
+        with self._lock:
+            for text, ids in items.items():
+                self._items[text] = ids
+                self._items.move_to_end(text)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
 
 
 def batch_by_length(pairs: Sequence[EncodedPair], batch_size: int, pad_id: int,

@@ -19,7 +19,16 @@ import numpy as np
 
 from es_rerank.errors import ModelError, ScoringError, ScoringOutOfMemory
 from es_rerank.export_meta import EXPORT_HINT, ONNX_DTYPE_KEY, ExportMeta, ModelVariant, read_meta
-from es_rerank.pair_encoding import EncodedBatch, PairEncoder
+from es_rerank.pair_encoding import EncodedBatch, EncodedPair, PairEncoder, batch_by_length
+
+
+@runtime_checkable
+class TwoStageScorer(Protocol):
+    """A scorer whose tokenizing (CPU, any thread) and model run (one worker) can be split."""
+
+    def encode_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> list: ...
+
+    def score_encoded(self, pairs: Sequence) -> np.ndarray: ...
 
 
 @runtime_checkable
@@ -129,8 +138,33 @@ class OnnxScorer:
             >>> scorer.score_pairs([], []).shape   # doctest: +SKIP
             (0,)
         """
-        scores = np.zeros(len(documents), dtype=np.float32)
-        for batch in self.encode(queries, documents):
+        return self.score_encoded(self.encode_pairs(queries, documents))
+
+    def encode_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> list[EncodedPair]:
+        """Tokenize pairs without running the model: the CPU half of `score_pairs`, which the
+        proxy runs on several threads while one worker feeds the model.
+
+        Example:
+            >>> len(scorer.encode_pairs(["q"], ["d"]))   # doctest: +SKIP
+            1
+        """
+        try:
+            return self.encoder.encode(queries, documents)
+        except (TypeError, ValueError):
+            raise
+        except Exception as exc:  # the Rust tokenizer's own failures
+            raise ScoringError(f"tokenizing {len(documents)} pairs failed: {exc}",
+                               hint="check the texts; the proxy falls back to BM25 order") from exc
+
+    def score_encoded(self, pairs: Sequence[EncodedPair]) -> np.ndarray:
+        """Run the model over already tokenized pairs: float32 scores in input order.
+
+        Example:
+            >>> scorer.score_encoded(scorer.encode_pairs(["q"], ["d"])).dtype   # doctest: +SKIP
+            dtype('float32')
+        """
+        scores = np.zeros(len(pairs), dtype=np.float32)
+        for batch in batch_by_length(pairs, self.batch_size, self.encoder.pad_id, max_width=self.encoder.max_length):
             scores[batch.rows] = self.score_batch(batch)
         return scores
 
@@ -141,13 +175,8 @@ class OnnxScorer:
             >>> [b.shape for b in scorer.encode(["q"], ["d"])]   # doctest: +SKIP
             [(1, 8)]
         """
-        try:
-            return list(self.encoder.batches(queries, documents, self.batch_size))
-        except (TypeError, ValueError):
-            raise
-        except Exception as exc:  # the Rust tokenizer's own failures
-            raise ScoringError(f"tokenizing {len(documents)} pairs failed: {exc}",
-                               hint="check the texts; the proxy falls back to BM25 order") from exc
+        pairs = self.encode_pairs(queries, documents)
+        return list(batch_by_length(pairs, self.batch_size, self.encoder.pad_id, max_width=self.encoder.max_length))
 
     def score_batch(self, batch: EncodedBatch) -> np.ndarray:
         """Run one padded batch; float32 scores in the batch's row order.

@@ -59,6 +59,8 @@ _server = ServerSettings()
 @option("--batch-max-pairs", type=int, default=_batch.max_pairs, help="Most (query, doc) pairs per model call.")
 @option("--cross-request-batching/--no-cross-request-batching", default=_batch.cross_request,
         help="Merge concurrent searches into shared model calls.")
+@option("--encode-threads", type=int, default=_batch.encode_threads,
+        help="Threads that tokenize searches before the model call (0: one per CPU, at most 8).")
 @option("--connect-timeout-s", type=float, default=_up.connect_timeout_s,
         help="Timeout for connecting to OpenSearch.")
 @option("--read-timeout-s", type=float, default=_up.read_timeout_s, help="Timeout between reads from OpenSearch.")
@@ -80,6 +82,7 @@ def serve(opensearch_url: str | None, opensearch_ca_file: Path | None, opensearc
           config_file: Path | None, indices: tuple[str, ...], fields: str, window: int, deadline_ms: int,
           max_window: int, host: str, port: int, max_in_flight: int,
           overload: str, shed_status: str, retry_after_s: int, batch_max_pairs: int, cross_request_batching: bool,
+          encode_threads: int,
           connect_timeout_s: float, read_timeout_s: float, max_body_bytes: int, max_json_depth: int,
           body_timeout_s: float, drain_delay_s: float, drain_timeout_s: float, log_level: str,
           ab_split: float | None, ab_mode: str, ab_key_header: str | None, ab_experiment: str, ab_log: Path | None,
@@ -115,7 +118,7 @@ def serve(opensearch_url: str | None, opensearch_ca_file: Path | None, opensearc
         rules=rules, max_window=max_window,
         limits=LimitSettings(max_body_bytes, max_json_depth, body_timeout_s),
         load=LoadSettings(max_in_flight, overload, int(shed_status), retry_after_s),
-        batch=BatchSettings(batch_max_pairs, cross_request_batching),
+        batch=BatchSettings(batch_max_pairs, cross_request_batching, encode_threads),
         server=ServerSettings(host, port, drain_delay_s, drain_timeout_s),
         online_ab=online_ab)
     scorer = load_scorer(model, device, model_batch_size) if model is not None else None

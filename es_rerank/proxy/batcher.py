@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +35,7 @@ import numpy as np
 from es_rerank.config import BatchSettings
 from es_rerank.errors import ScoringError, ScoringOutOfMemory
 from es_rerank.proxy.metrics import ProxyMetrics
-from es_rerank.scorer import Scorer
+from es_rerank.scorer import Scorer, TwoStageScorer
 
 log = logging.getLogger("es_rerank.proxy")
 WARM_UP_PAIRS = 8
@@ -47,6 +49,8 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     expires_at: float
     enqueued_at: float = field(default_factory=time.monotonic)
+    # Tokenized pairs, when the scorer splits tokenizing from the model run (TwoStageScorer).
+    encoded: list | None = None
 
 
 class Batcher:
@@ -62,6 +66,12 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self.warm = threading.Event()
         self.warm_error: str = ""
+        # Tokenizing is CPU work that parallelises; only the model call is serialised. So a
+        # two-stage scorer tokenizes each search on this pool before it queues for the model.
+        self._two_stage = isinstance(scorer, TwoStageScorer)
+        threads = settings.encode_threads or min(8, os.cpu_count() or 1)
+        self._encode_pool = ThreadPoolExecutor(threads, thread_name_prefix="es-rerank-tokenize") \
+            if self._two_stage else None
 
     def start(self, warm_up: bool = True) -> None:
         """Start the worker thread; with `warm_up`, it first scores one pair so the first search is not slow.
@@ -84,6 +94,8 @@ class Batcher:
             self._wake.notify_all()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        if self._encode_pool is not None:
+            self._encode_pool.shutdown(wait=False, cancel_futures=True)
 
     async def score(self, query: str, documents: list[str], timeout_s: float) -> np.ndarray:
         """Scores for `documents` against `query`; raises asyncio.TimeoutError past `timeout_s`, or ScoringError.
@@ -98,12 +110,27 @@ class Batcher:
             return np.zeros(0, dtype=np.float32)
         loop = asyncio.get_running_loop()
         job = _Job(query, list(documents), loop.create_future(), loop, time.monotonic() + timeout_s)
+        if self._two_stage:
+            job.encoded = await asyncio.wait_for(self._encode(loop, job), timeout_s)
+            timeout_s = max(job.expires_at - time.monotonic(), 0.0)
         with self._wake:
             if self._stopping:
                 raise ScoringError("the scoring worker is stopping")
             self._jobs.append(job)
             self._wake.notify()
         return await asyncio.wait_for(job.future, timeout_s)
+
+    async def _encode(self, loop: asyncio.AbstractEventLoop, job: _Job) -> list:
+        started = time.monotonic()
+        try:
+            encoded = await loop.run_in_executor(self._encode_pool, self.scorer.encode_pairs,
+                                                 [job.query] * len(job.documents), job.documents)
+        except ScoringError:
+            raise
+        except Exception as exc:  # a tokenizer failure is a model failure: BM25 fallback, never a 5xx
+            raise ScoringError(f"{type(exc).__name__}: {exc}") from exc
+        self.metrics.stage_seconds.observe(time.monotonic() - started, ("tokenize",))
+        return encoded
 
     def _run(self, warm_up: bool) -> None:
         if warm_up:
@@ -151,10 +178,15 @@ class Batcher:
         started = time.monotonic()
         for job in batch:
             self.metrics.stage_seconds.observe(started - job.enqueued_at, ("queue",))
-        queries = [job.query for job in batch for _ in job.documents]
         documents = [doc for job in batch for doc in job.documents]
         try:
-            scores = np.asarray(self.scorer.score_pairs(queries, documents), dtype=np.float32)
+            if self._two_stage:
+                encoded = [pair for job in batch for pair in job.encoded]
+                raw = self.scorer.score_encoded(encoded)
+            else:
+                queries = [job.query for job in batch for _ in job.documents]
+                raw = self.scorer.score_pairs(queries, documents)
+            scores = np.asarray(raw, dtype=np.float32)
             if scores.shape != (len(documents),):
                 raise ScoringError(f"scorer returned shape {scores.shape} for {len(documents)} pairs")
             if not np.isfinite(scores).all():  # NaN/inf would order hits arbitrarily and serialise as null

@@ -179,7 +179,7 @@ class ProxyMetrics:
         self.upstream_errors = Counter("es_rerank_upstream_errors_total",
                                        "OpenSearch connection failures and timeouts.", ("kind",))
         self.stage_seconds = Histogram("es_rerank_stage_seconds",
-                                       "Latency of the reranked-search stages: upstream, queue, score, rewrite, total.",
+                                       "Latency of the reranked-search stages: upstream, tokenize, queue, score, rewrite, total.",
                                        LATENCY_BUCKETS, ("stage",))
         self.window_size = Histogram("es_rerank_window_size", "Candidates reranked per search.", SIZE_BUCKETS)
         self.batch_pairs = Histogram("es_rerank_batch_pairs", "Pairs per model call (several searches may share one).",

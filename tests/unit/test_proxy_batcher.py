@@ -114,3 +114,39 @@ def test_wrong_shaped_scores_are_a_scoring_error():
 
     results, _ = run_jobs(Short(), BatchSettings(), JOBS[:1])
     assert isinstance(results[0], ScoringError) and "shape" in str(results[0])
+
+
+class _TwoStage:
+    """Records which thread tokenized and which ran the model."""
+
+    def __init__(self):
+        self.encode_threads, self.score_threads, self.calls = set(), set(), []
+
+    def encode_pairs(self, queries, documents):
+        self.encode_threads.add(threading.current_thread().name)
+        return [len(d) for d in documents]
+
+    def score_encoded(self, pairs):
+        self.score_threads.add(threading.current_thread().name)
+        self.calls.append(len(pairs))
+        return np.asarray(pairs, dtype=np.float32)
+
+    def score_pairs(self, queries, documents):  # pragma: no cover - the batcher must not use it
+        raise AssertionError("a two-stage scorer is fed through encode_pairs/score_encoded")
+
+
+def test_two_stage_scorer_tokenizes_on_the_pool_and_scores_on_the_worker():
+    scorer = _TwoStage()
+
+    async def run():
+        batcher = Batcher(scorer, BatchSettings(encode_threads=2), ProxyMetrics())
+        batcher.start(warm_up=False)
+        try:
+            return await asyncio.gather(*(batcher.score("q", ["a" * n, "bb"], timeout_s=5.0) for n in range(1, 6)))
+        finally:
+            batcher.stop()
+
+    results = asyncio.run(run())
+    assert [r.tolist() for r in results] == [[float(n), 2.0] for n in range(1, 6)]
+    assert all(name.startswith("es-rerank-tokenize") for name in scorer.encode_threads)
+    assert scorer.score_threads == {"es-rerank-scorer"} and sum(scorer.calls) == 10

@@ -101,3 +101,12 @@ def test_bad_arguments_say_what_was_expected(tokenizer_file):
         list(encoder.batches(["a"], ["b"], 0))
     with pytest.raises(ValueError, match="leaves no room for the document"):
         PairEncoder.from_file(tokenizer_file, max_length=16, query_max_length=13, pad_id=0)
+
+
+def test_cached_documents_encode_exactly_as_fresh_ones(tokenizer_file):
+    cached = PairEncoder.from_file(tokenizer_file, max_length=48, query_max_length=8, pad_id=0, doc_cache_size=4)
+    fresh = PairEncoder.from_file(tokenizer_file, max_length=48, query_max_length=8, pad_id=0, doc_cache_size=0)
+    documents = [f"document number {i} " * (i + 1) for i in range(10)]
+    queries = ["short q", "a much longer query with many words in it"]
+    for query in queries * 2:  # the second round is served from the cache (LRU of 4 keeps the last ones)
+        assert cached.encode([query] * 10, documents) == fresh.encode([query] * 10, documents)
