@@ -40,7 +40,12 @@ def _open(target: AbuseTarget, first: bytes) -> socket.socket | None:
 
 
 def slowloris_headers(target: AbuseTarget) -> list[str]:
-    """Many connections send their headers a line at a time, never finishing; ordinary searches still pass."""
+    """Many connections send their headers a line at a time, never finishing; ordinary searches still pass.
+
+    Example:
+        >>> slowloris_headers(target)   # doctest: +SKIP
+        []
+    """
     problems: list[str] = []
     conns = [c for c in (_open(target, b"GET / HTTP/1.1\r\nHost: proxy\r\n") for _ in range(SLOWLORIS_CONNECTIONS)) if c]
     try:
@@ -99,21 +104,36 @@ def _closes_within(conn: socket.socket, seconds: float) -> bool:
 
 
 def slow_body_search(target: AbuseTarget) -> list[str]:
-    """A `_search` whose body stops after 10 of 100 bytes."""
+    """A `_search` whose body stops after 10 of 100 bytes.
+
+    Example:
+        >>> slow_body_search(target)   # doctest: +SKIP
+        []
+    """
     head = (f"POST /{target.index}/_search HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n"
             "Content-Length: 100\r\n\r\n").encode()
     return _stalled_body(target, head, b'{"query":', wait_for_close=True)
 
 
 def slow_body_bulk(target: AbuseTarget) -> list[str]:
-    """A pass-through `_bulk` whose body stalls (read whole before relaying, so nothing reaches OpenSearch)."""
+    """A pass-through `_bulk` whose body stalls (read whole before relaying, so nothing reaches OpenSearch).
+
+    Example:
+        >>> slow_body_bulk(target)   # doctest: +SKIP
+        []
+    """
     head = (b"POST /_bulk HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/x-ndjson\r\n"
             b"Content-Length: 5000\r\n\r\n")
     return _stalled_body(target, head, b'{"index":{"_index":"rel-abuse-slow"}}\n')
 
 
 def chunk_never_arrives(target: AbuseTarget) -> list[str]:
-    """A chunked `_search` that announces a 64 KiB chunk and sends 5 bytes of it."""
+    """A chunked `_search` that announces a 64 KiB chunk and sends 5 bytes of it.
+
+    Example:
+        >>> chunk_never_arrives(target)   # doctest: +SKIP
+        []
+    """
     head = (f"POST /{target.index}/_search HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n"
             "Transfer-Encoding: chunked\r\n\r\n").encode()
     return _stalled_body(target, head, b"10000\r\n{\"que")

@@ -215,13 +215,14 @@ def deep_body_problems(case: tuple[int, int], settings: ProxySettings = SETTINGS
     """
     levels, cut = case
     body = _deep(levels)
+    depth = levels + 2  # the body object, the `levels` objects, the innermost {}
     body = body[: len(body) - cut] if cut else body
     request = SearchRequest("POST", "/docs/_search", "", {"Content-Type": "application/json"}, body)
     try:
         result = plan_search(request, settings)
     except ProxyHTTPError as err:
-        deep = levels + 1 > settings.limits.max_json_depth
-        return [] if err.status == 400 and deep else [f"{levels} levels got {err.status}: {err.reason}"]
-    if levels + 1 > settings.limits.max_json_depth:
-        return [f"a body {levels + 1} levels deep (cut by {cut}) was not refused: {result}"]
+        deep = depth > settings.limits.max_json_depth
+        return [] if err.status == 400 and deep else [f"a body {depth} levels deep got {err.status}: {err.reason}"]
+    if depth > settings.limits.max_json_depth:
+        return [f"a body {depth} levels deep (cut by {cut}) was not refused: {result}"]
     return []

@@ -87,6 +87,8 @@ def exchange(url: str, data: bytes, timeout_s: float = READ_TIMEOUT_S) -> RawRep
     started = time.monotonic()
     try:
         conn = socket.create_connection(host_port(url), timeout=timeout_s)
+    except ConnectionResetError:
+        return RawReply(0, error="reset", closed=True, seconds=time.monotonic() - started)
     except OSError as exc:
         return RawReply(0, error=f"connect: {type(exc).__name__}", seconds=time.monotonic() - started)
     with conn:
