@@ -1,8 +1,11 @@
 """Settings for `es-rerank serve`: frozen dataclasses built once by the CLI and passed down.
 
-Per-index rerank rules (which indices, text fields, window, deadline) come from `--index`
-options or from a small YAML/TOML file; everything else comes from options or `ES_RERANK_*`
-environment variables. Nothing here reads the environment itself.
+Per-index rerank rules (which indices, text fields, window, deadline, score fusion, or reranking
+switched off) come from `--index` options or from a small YAML/TOML file; everything else comes
+from options or `ES_RERANK_*` environment variables. Nothing here reads the environment itself.
+
+Switch reranking off (`rerank: false`) for any index where an A/B test (`es-rerank ab`, or the
+online one) shows the reranked order losing to BM25: its searches then pass through untouched.
 
 Example:
     >>> rules = rules_from_mapping({"indices": {"scifact": {"window": 50}}}, IndexRule("*"))
@@ -24,14 +27,21 @@ from es_rerank.errors import ConfigError
 
 if TYPE_CHECKING:
     from es_rerank.ab.assignment import OnlineAbConfig
+    from es_rerank.fusion import FusionWeights
 
 DEFAULT_FIELDS = ("title", "text")
 OVERLOAD_ACTIONS = ("shed", "degrade")
+RULE_KEYS = ("deadline_ms", "dense_model", "fields", "fusion", "fusion_file", "rerank", "window")
+PATTERN_CHARS = frozenset("*?[")
 
 
 @dataclass(frozen=True)
 class IndexRule:
     """How searches on indices matching `pattern` (a name, alias or `*` pattern) are reranked.
+
+    `rerank=False` switches reranking off: matching searches pass through untouched.
+    `fusion` mixes the cross-encoder score with BM25 and dense scores (None: cross-encoder
+    only); `dense_model` names the bi-encoder export that gives the dense scores.
 
     Example:
         >>> IndexRule("docs-*", fields=("body",)).matches("docs-2024")
@@ -46,6 +56,9 @@ class IndexRule:
     fields: tuple[str, ...] = DEFAULT_FIELDS
     window: int = 100
     deadline_ms: int = 1000
+    rerank: bool = True
+    fusion: FusionWeights | None = None
+    dense_model: str | None = None
 
     def __post_init__(self) -> None:
         if not self.pattern or not isinstance(self.pattern, str):
@@ -56,6 +69,38 @@ class IndexRule:
                               hint="give e.g. fields: [title, text]")
         _positive_int(self.window, f"rerank window for {self.pattern!r}", "set window to e.g. 100")
         _positive_int(self.deadline_ms, f"rerank deadline for {self.pattern!r}", "set deadline_ms to e.g. 1000")
+        if not isinstance(self.rerank, bool):
+            raise ConfigError(f"rerank for {self.pattern!r} must be true or false, got {self.rerank!r}",
+                              hint="rerank: false lets this index's searches pass through unreranked")
+        if self.dense_model is not None and (not isinstance(self.dense_model, str) or not self.dense_model):
+            raise ConfigError(f"dense_model for {self.pattern!r} must be a directory name, got {self.dense_model!r}",
+                              hint="give the directory `es-rerank export-dense` wrote")
+
+    @property
+    def is_pattern(self) -> bool:
+        """True when `pattern` has wildcards (`*`, `?`, `[`), False for a plain index or alias name.
+
+        Example:
+            >>> IndexRule("logs-*").is_pattern, IndexRule("logs-1").is_pattern
+            (True, False)
+        """
+        return any(char in PATTERN_CHARS for char in self.pattern)
+
+    def check_dense(self) -> None:
+        """Refuse fusion weights that need dense scores when no dense model is configured.
+
+        Example:
+            >>> from es_rerank.fusion import FusionWeights
+            >>> IndexRule("a", fusion=FusionWeights(ce=0.5, dense=0.5)).check_dense()
+            Traceback (most recent call last):
+            ...
+            es_rerank.errors.ConfigError: index 'a' fuses dense scores (fusion weight dense=0.5) but has no dense model (give it dense_model: DIR in the config, or pass --dense-model DIR (a bi-encoder export from `es-rerank export-dense`); or set its dense weight to 0)
+        """
+        if self.rerank and self.fusion is not None and self.fusion.needs_dense and self.dense_model is None:
+            raise ConfigError(f"index {self.pattern!r} fuses dense scores (fusion weight dense={self.fusion.dense:g}) "
+                              "but has no dense model",
+                              hint="give it dense_model: DIR in the config, or pass --dense-model DIR (a bi-encoder "
+                                   "export from `es-rerank export-dense`); or set its dense weight to 0")
 
     def matches(self, index: str) -> bool:
         """True when the (already URL-decoded) index name falls under this rule.
@@ -219,17 +264,25 @@ class ProxySettings:
             if rule.window > self.max_window:
                 raise ConfigError(f"window {rule.window} for {rule.pattern!r} exceeds the max window {self.max_window}",
                                   hint="lower the window or raise --max-window")
+            rule.check_dense()
 
     def rule_for(self, indices: list[str]) -> IndexRule | None:
         """The one rule covering every target index, or None (then the search passes through).
 
+        For each index a rule naming it exactly wins over patterns; among patterns the first
+        listed wins. So `docs-legal: {rerank: false}` switches one index off under `docs-*`.
+
         Example:
             >>> ProxySettings(UpstreamSettings("http://h:9200"), rules=(IndexRule("a*"),)).rule_for(["a1", "a2"]).pattern
             'a*'
+            >>> rules = (IndexRule("a*"), IndexRule("a2", rerank=False))
+            >>> ProxySettings(UpstreamSettings("http://h:9200"), rules=rules).rule_for(["a2"]).rerank
+            False
         """
         found = None
         for index in indices:
-            rule = next((r for r in self.rules if r.matches(index)), None)
+            rule = next((r for r in self.rules if not r.is_pattern and r.pattern == index), None) or \
+                next((r for r in self.rules if r.matches(index)), None)
             if rule is None or (found is not None and rule is not found):
                 return None
             found = rule
@@ -274,18 +327,28 @@ def read_config_file(path: str | Path) -> dict:
     return data
 
 
-def rules_from_mapping(data: Mapping, defaults: IndexRule) -> tuple[IndexRule, ...]:
-    """Build rules from a config mapping `{"indices": {pattern: {fields, window, deadline_ms}}}`.
+def rules_from_mapping(data: Mapping, defaults: IndexRule,
+                       base_dir: str | Path | None = None) -> tuple[IndexRule, ...]:
+    """Build rules from a config mapping `{"indices": {pattern: {key: value}}}`.
 
-    Keys left out take their value from `defaults` (the CLI's --fields/--window/--deadline-ms).
+    Keys per index: `fields`, `window`, `deadline_ms`; `rerank` (false: pass through unreranked);
+    `fusion` (`{ce, bm25, dense, norm}` weights) or `fusion_file` (a recipe written by
+    `es-rerank fit-fusion`); `dense_model` (a bi-encoder export directory). Keys left out take
+    their value from `defaults` (the CLI's --fields/--window/--deadline-ms/--fusion-file/
+    --dense-model). Relative `fusion_file` and `dense_model` paths are read from `base_dir` (the
+    config file's folder).
 
     Example:
         >>> rules_from_mapping({"indices": {"a": {"fields": "body"}}}, IndexRule("*"))[0].fields
         ('body',)
+        >>> rules_from_mapping({"indices": {"a": {"fusion": {"ce": 0.5, "bm25": 0.5}}}}, IndexRule("*"))[0].fusion.bm25
+        0.5
+        >>> rules_from_mapping({"indices": {"a": {"rerank": False}}}, IndexRule("*"))[0].rerank
+        False
         >>> rules_from_mapping({"indices": {"a": {"windw": 5}}}, IndexRule("*"))
         Traceback (most recent call last):
         ...
-        es_rerank.errors.ConfigError: index 'a' has unknown key(s) ['windw'] (allowed: deadline_ms, fields, window)
+        es_rerank.errors.ConfigError: index 'a' has unknown key(s) ['windw'] (allowed: deadline_ms, dense_model, fields, fusion, fusion_file, rerank, window)
     """
     unknown = sorted(set(data) - {"indices"})
     if unknown:
@@ -300,14 +363,44 @@ def rules_from_mapping(data: Mapping, defaults: IndexRule) -> tuple[IndexRule, .
         if not isinstance(values, Mapping):
             raise ConfigError(f"settings for index {pattern!r} must be a mapping, got {values!r}",
                               hint="e.g. scifact: {window: 100}")
-        extra = sorted(set(values) - {"fields", "window", "deadline_ms"})
+        extra = sorted(set(values) - set(RULE_KEYS))
         if extra:
-            raise ConfigError(f"index {pattern!r} has unknown key(s) {extra}", hint="allowed: deadline_ms, fields, window")
+            raise ConfigError(f"index {pattern!r} has unknown key(s) {extra}", hint=f"allowed: {', '.join(RULE_KEYS)}")
         fields = values.get("fields", defaults.fields)
+        dense_model = values.get("dense_model", defaults.dense_model)
+        if "dense_model" in values and isinstance(dense_model, str) and dense_model:
+            dense_model = str(_from_base(dense_model, base_dir))
         rules.append(replace(defaults, pattern=str(pattern), fields=parse_fields(fields),
                              window=values.get("window", defaults.window),
-                             deadline_ms=values.get("deadline_ms", defaults.deadline_ms)))
+                             deadline_ms=values.get("deadline_ms", defaults.deadline_ms),
+                             rerank=values.get("rerank", defaults.rerank),
+                             fusion=_rule_fusion(str(pattern), values, defaults.fusion, base_dir),
+                             dense_model=dense_model))
     return tuple(rules)
+
+
+def _rule_fusion(pattern: str, values: Mapping, default: FusionWeights | None,
+                 base_dir: str | Path | None) -> FusionWeights | None:
+    """An index's fusion weights: its `fusion` block, its `fusion_file`, or the default."""
+    from es_rerank.fusion import load_weights, weights_from_mapping
+
+    if "fusion" in values and "fusion_file" in values:
+        raise ConfigError(f"index {pattern!r} has both fusion and fusion_file",
+                          hint="keep one: fusion: {ce, bm25, dense, norm} or fusion_file: a fit-fusion recipe")
+    if "fusion" in values:
+        return weights_from_mapping(values["fusion"], where=f"indices.{pattern}.fusion")
+    if "fusion_file" in values:
+        path = values["fusion_file"]
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"indices.{pattern}.fusion_file must be a file name, got {path!r}",
+                              hint="e.g. fusion_file: recipes/fusion/minilm_ce_bm25_dense.yaml")
+        return load_weights(_from_base(path, base_dir))
+    return default
+
+
+def _from_base(path: str, base_dir: str | Path | None) -> Path:
+    """`path` as given when absolute or without `base_dir`, else under `base_dir`."""
+    return Path(path) if base_dir is None or Path(path).is_absolute() else Path(base_dir) / path
 
 
 def parse_fields(value) -> tuple[str, ...]:

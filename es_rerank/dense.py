@@ -156,6 +156,8 @@ class DenseScorer:
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # Idle worker threads would otherwise spin between runs, taking CPU from the proxy's loop.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(str(export_dir / meta.onnx), sess_options=options, providers=providers)
             tokenizer = Tokenizer.from_file(str(export_dir / meta.tokenizer))

@@ -66,6 +66,13 @@ def normalise(scores: Sequence[float] | np.ndarray, norm: str = DEFAULT_NORM) ->
     return (values - values.mean()) / std
 
 
+def _finite(value: Real) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float (e.g. 10**400 in a YAML config)
+        return False
+
+
 @dataclass(frozen=True)
 class FusionWeights:
     """How much each normalised input counts, and how inputs are normalised.
@@ -91,7 +98,7 @@ class FusionWeights:
     def __post_init__(self) -> None:
         for name in INPUTS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, Real) or not _finite(value) or value < 0:
                 raise ConfigError(f"fusion weight {name} must be a finite number >= 0, got {value!r}",
                                   hint="set it to 0 to leave the input out")
             object.__setattr__(self, name, float(value))

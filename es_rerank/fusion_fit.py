@@ -10,7 +10,10 @@ can be scored on a machine without OpenSearch (the GPU machine) and fitted on an
     {"type": "query", "id": "1", "text": "...", "doc_ids": ["4983", ...], "scores": {"bm25": [...], "dense": [...]}}
 
 `fit_weights` grid-searches a simplex of weights over the inputs it is given and keeps the
-setting with the best mean nDCG@10 of the fused ranking; the whole curve is returned so the
+setting with the best mean nDCG@10 of the fused ranking (`select="best"`), or, with
+`select="one-se"`, the setting that leans least on the cross-encoder among those within one
+standard error of the best: the dev split cannot tell those apart, and a cross-encoder fitted
+in one domain is the input least to be trusted in another. The whole curve is returned so the
 choice can be seen, not just trusted. Metrics come from `ir_measures`.
 
 Example:
@@ -34,7 +37,7 @@ import numpy as np
 
 from es_rerank.datasets import Qrels
 from es_rerank.errors import ConfigError, DatasetError, ScoringError
-from es_rerank.fusion import INPUTS, NORMS, FusionWeights, fuse
+from es_rerank.fusion import INPUTS, NORMS, FusionWeights, fuse, normalise
 from es_rerank.scorer import Scorer
 
 FORMAT = "es-rerank-candidates"
@@ -44,6 +47,10 @@ DEV_SALT = "es-rerank-fusion-dev"
 SYSTEM_OF_INPUT = {"bm25": "bm25", "dense": "dense", "ce": "rerank"}
 # A placeholder hit for a query BM25 found nothing for, so the query still counts (as 0).
 NO_HIT = "__es_rerank_no_hit__"
+SELECTIONS = ("best", "one-se")
+SELECTION_RULES = {"best": "highest mean nDCG@10",
+                   "one-se": "smallest cross-encoder share of the fused spread among the settings within one "
+                             "standard error (per-query paired difference) of the highest mean nDCG@10"}
 
 
 @dataclass
@@ -312,6 +319,52 @@ def mean_ndcg10(qrels: Qrels, run: Mapping[str, Mapping[str, float]]) -> float:
     return float(ir_measures.calc_aggregate([measure], qrels, {q: run[q] for q in qrels if q in run})[measure])
 
 
+def per_query_ndcg10(qrels: Qrels, run: Mapping[str, Mapping[str, float]]) -> np.ndarray:
+    """nDCG@10 of each judged query (sorted by id; 0 for a query missing from the run), through ir_measures.
+
+    Example:
+        >>> per_query_ndcg10({"1": {"b": 1}, "2": {"a": 1}}, {"1": {"a": 2.0, "b": 1.0}}).round(4).tolist()
+        [0.6309, 0.0]
+    """
+    import ir_measures
+
+    measure = ir_measures.nDCG @ 10
+    judged_run = {q: run[q] for q in qrels if q in run}
+    found = {m.query_id: m.value for m in ir_measures.iter_calc([measure], qrels, judged_run)}
+    return np.array([found.get(query_id, 0.0) for query_id in sorted(qrels, key=_natural_key)], dtype=np.float64)
+
+
+def input_spreads(cands: CandidateSet, inputs: Sequence[str], norm: str) -> dict[str, float]:
+    """Mean standard deviation of each input over a window after normalisation (1 for z-score).
+
+    With min-max the spread differs by input (one outlier squeezes the rest of the window), so a
+    weight alone does not say how much an input moves the fused order; weight x spread does.
+
+    Example:
+        >>> cands = CandidateSet({}, {}, [QueryCandidates("1", "q", ["a", "b", "c"],
+        ...     {"bm25": np.array([3.0, 2.0, 1.0]), "ce": np.array([9.0, 0.0, 0.0])})])
+        >>> {k: round(v, 3) for k, v in input_spreads(cands, ("ce", "bm25"), "minmax").items()}
+        {'ce': 0.471, 'bm25': 0.408}
+    """
+    spreads = {}
+    for name in inputs:
+        values = [normalise(q.scores[name], norm).std() for q in cands.queries if len(q.doc_ids) > 1]
+        spreads[name] = float(np.mean(values)) if values else 0.0
+    return spreads
+
+
+def ce_share(weights: FusionWeights, spreads: Mapping[str, float]) -> float:
+    """The cross-encoder's share of the fused score's spread: ce weight x spread over the sum for all inputs.
+
+    Example:
+        >>> ce_share(FusionWeights(ce=0.2, bm25=0.3, dense=0.5), {"ce": 1.0, "bm25": 1.0, "dense": 1.0})
+        0.2
+    """
+    parts = {name: getattr(weights, name) * spreads.get(name, 0.0) for name in INPUTS}
+    total = sum(parts.values())
+    return parts["ce"] / total if total > 0 else 0.0
+
+
 def simplex_grid(inputs: Sequence[str], step: float) -> list[dict[str, float]]:
     """All weightings of `inputs` in multiples of `step` that sum to 1.
 
@@ -343,15 +396,25 @@ def _compositions(total: int, slots: int) -> Iterable[tuple[int, ...]]:
 
 @dataclass(frozen=True)
 class FitPoint:
-    """One grid setting and the mean dev nDCG@10 of its fused ranking."""
+    """One grid setting, the mean dev nDCG@10 of its fused ranking, and how sure that is.
+
+    `stderr` is the standard error of the per-query nDCG@10 difference between this setting
+    and the dev-best one (0 for the dev-best itself); `ce_share` is the cross-encoder's share
+    of the fused score's spread (`ce_share()`).
+    """
 
     weights: FusionWeights
     ndcg10: float
+    stderr: float = 0.0
+    ce_share: float = 0.0
 
 
 @dataclass(frozen=True)
 class FitResult:
-    """The chosen weights, the whole curve, and what the fit saw."""
+    """The chosen weights (`best`), the whole curve, and what the fit saw.
+
+    `top` is the setting with the highest dev nDCG@10; it is `best` unless `selection` is `one-se`.
+    """
 
     best: FitPoint
     curve: tuple[FitPoint, ...]
@@ -360,14 +423,20 @@ class FitResult:
     step: float
     queries: int
     baselines: dict[str, float]
+    selection: str = "best"
+    top: FitPoint | None = None
 
 
 def fit_weights(cands: CandidateSet, qrels: Qrels, inputs: Sequence[str] | None = None,
-                norms: Sequence[str] = NORMS, step: float = 0.05) -> FitResult:
-    """Grid-search fusion weights maximising mean nDCG@10 on the file's judged queries.
+                norms: Sequence[str] = NORMS, step: float = 0.05, select: str = "best") -> FitResult:
+    """Grid-search fusion weights on the file's judged queries; `select` says which setting to keep.
 
-    `inputs` defaults to every score the file has. Ties go to the setting nearest equal weights
-    (the least committed choice), then to the first norm listed.
+    `best`: the highest mean nDCG@10. `one-se`: among the settings whose mean is within one
+    standard error (of the per-query difference) of the highest, the one with the smallest
+    cross-encoder share, then the highest mean: the most cautious setting the dev split cannot
+    tell from the best. Without a `ce` input both rules choose the same. `inputs` defaults to
+    every score the file has. Ties go to the setting nearest equal weights (the least committed
+    choice), then to the first norm listed.
 
     Example:
         >>> result = fit_weights(cands, read_qrels("scifact", "train"), ("bm25", "dense"))   # doctest: +SKIP
@@ -386,25 +455,45 @@ def fit_weights(cands: CandidateSet, qrels: Qrels, inputs: Sequence[str] | None 
     bad_norms = [n for n in norms if n not in NORMS]
     if bad_norms or not norms:
         raise ConfigError(f"norms must be among {', '.join(NORMS)}, got {list(norms)}", hint="e.g. zscore")
+    if select not in SELECTIONS:
+        raise ConfigError(f"selection must be one of {', '.join(SELECTIONS)}, got {select!r}",
+                          hint="best: the highest dev nDCG@10; one-se: the most cautious setting within one "
+                               "standard error of it")
     inputs = tuple(name for name in INPUTS if name in inputs)  # canonical order
     judged = judged_qrels(cands, qrels)
     baselines = {name: mean_ndcg10(judged, ranking_run(cands, name)) for name in inputs}
-    curve = []
+    spreads = {norm: input_spreads(cands, inputs, norm) for norm in norms}
+    settings, per_query = [], []
     for norm in norms:
         for grid_point in simplex_grid(inputs, step):
             weights = FusionWeights(ce=grid_point.get("ce", 0.0), bm25=grid_point.get("bm25", 0.0),
                                     dense=grid_point.get("dense", 0.0), norm=norm)
-            curve.append(FitPoint(weights, mean_ndcg10(judged, ranking_run(cands, weights))))
+            settings.append(weights)
+            per_query.append(per_query_ndcg10(judged, ranking_run(cands, weights)))
     uniform = 1 / len(inputs)
 
-    def preference(index_point: tuple[int, FitPoint]) -> tuple:
-        index, point = index_point
-        spread = max(abs(getattr(point.weights, name) - uniform) for name in inputs)
-        return (round(point.ndcg10, 10), -round(spread, 10), -index)
+    def preference(index: int) -> tuple:
+        spread = max(abs(getattr(settings[index], name) - uniform) for name in inputs)
+        return (round(float(per_query[index].mean()), 10), -round(spread, 10), -index)
 
-    _, best = max(enumerate(curve), key=preference)
-    return FitResult(best=best, curve=tuple(curve), inputs=inputs, norms=tuple(norms), step=step,
-                     queries=len(judged), baselines=baselines)
+    top_index = max(range(len(settings)), key=preference)
+    curve = tuple(FitPoint(weights, float(values.mean()), _paired_stderr(values, per_query[top_index]),
+                           ce_share(weights, spreads[weights.norm]))
+                  for weights, values in zip(settings, per_query))
+    top = curve[top_index]
+    best = top
+    if select == "one-se":
+        close = [i for i, point in enumerate(curve) if point.ndcg10 >= top.ndcg10 - point.stderr]
+        best = curve[min(close, key=lambda i: (round(curve[i].ce_share, 10), -round(curve[i].ndcg10, 10), i))]
+    return FitResult(best=best, curve=curve, inputs=inputs, norms=tuple(norms), step=step,
+                     queries=len(judged), baselines=baselines, selection=select, top=top)
+
+
+def _paired_stderr(values: np.ndarray, reference: np.ndarray) -> float:
+    """Standard error of the mean per-query difference between two settings."""
+    if values.size < 2:
+        return 0.0
+    return float(np.std(values - reference, ddof=1) / np.sqrt(values.size))
 
 
 def curve_table(result: FitResult) -> str:
@@ -420,7 +509,7 @@ def curve_table(result: FitResult) -> str:
     lines = [f"{header[0]:<7} " + " ".join(f"{name:>5}" for name in result.inputs) + f"  {header[-1]}"]
     for point in result.curve:
         cells = " ".join(f"{getattr(point.weights, name):5.2f}" for name in result.inputs)
-        mark = " *" if point is result.best else ""
+        mark = " *" if point is result.best else (" + (highest)" if point is result.top else "")
         lines.append(f"{point.weights.norm:<7} {cells}   {point.ndcg10:.4f}{mark}")
     return "\n".join(lines)
 
@@ -433,12 +522,19 @@ def curve_json(result: FitResult) -> dict:
         >>> curve_json(FitResult(point, (point,), ("bm25",), ("zscore",), 1.0, 3, {"bm25": 0.5}))["best"]
         {'weights': {'ce': 0.0, 'bm25': 1.0, 'dense': 0.0, 'norm': 'zscore'}, 'ndcg10': 0.5}
     """
-    return {
+    data = {
         "metric": "nDCG@10", "queries": result.queries, "inputs": list(result.inputs), "norms": list(result.norms),
         "step": result.step, "baselines": {SYSTEM_OF_INPUT[k]: round(v, 6) for k, v in result.baselines.items()},
         "best": {"weights": result.best.weights.as_dict(), "ndcg10": round(result.best.ndcg10, 6)},
         "curve": [{**p.weights.as_dict(), "ndcg10": round(p.ndcg10, 6)} for p in result.curve],
     }
+    if result.selection != "best":
+        top = result.top or result.best
+        data["selection"] = result.selection
+        data["highest"] = {"weights": top.weights.as_dict(), "ndcg10": round(top.ndcg10, 6)}
+        data["curve"] = [{**row, "stderr_vs_highest": round(p.stderr, 6), "ce_share": round(p.ce_share, 4)}
+                         for row, p in zip(data["curve"], result.curve)]
+    return data
 
 
 def recipe_dict(result: FitResult, cands_meta: Mapping[str, object], reproduce: Sequence[str]) -> dict:
@@ -460,8 +556,11 @@ def recipe_dict(result: FitResult, cands_meta: Mapping[str, object], reproduce: 
             "fields": cands_meta.get("fields"), "models": cands_meta.get("models", {}),
         },
         "search": {"metric": "nDCG@10", "inputs": list(result.inputs), "norms": list(result.norms),
-                   "grid_step": result.step, "settings_tried": len(result.curve)},
+                   "grid_step": result.step, "settings_tried": len(result.curve),
+                   **({"selection": SELECTION_RULES[result.selection]} if result.selection != "best" else {})},
         "dev_ndcg10": {"fused": round(result.best.ndcg10, 4),
+                       **({"highest": round(result.top.ndcg10, 4), "highest_weights": result.top.weights.as_dict()}
+                          if result.top is not None and result.top is not result.best else {}),
                        **{SYSTEM_OF_INPUT[k]: round(v, 4) for k, v in result.baselines.items()}},
         "reproduce": list(reproduce),
     }

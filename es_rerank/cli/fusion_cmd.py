@@ -218,12 +218,14 @@ def score_candidates_command(candidates: Path, dense_dir: Path | None, ce_dir: P
 @option("--norm", "norms", default="zscore,minmax", metavar="A,B",
         help="Comma-separated normalisations to try (zscore, minmax).")
 @option("--step", default=0.05, type=click.FloatRange(min=0, max=1, min_open=True), help="Weight grid step (weights sum to 1).")
+@option("--select", type=click.Choice(["best", "one-se"]), default="best",
+        help="best: highest dev nDCG@10; one-se: least cross-encoder within one standard error of it.")
 @option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
         help="YAML recipe to write with the chosen weights and how they were fitted.")
 @option("--curve", "curve_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
         help="JSON file to write with nDCG@10 of every weight setting tried.")
-def fit_fusion_command(scored: Path, qrels_path: Path, inputs: str | None, norms: str, step: float, out: Path | None,
-                       curve_path: Path | None) -> None:
+def fit_fusion_command(scored: Path, qrels_path: Path, inputs: str | None, norms: str, step: float, select: str,
+                       out: Path | None, curve_path: Path | None) -> None:
     """Choose fusion weights maximising mean nDCG@10 on SCORED's (dev) queries, and print the curve.
 
     Refuses a test split: test judgments are for reporting, never for fitting.
@@ -243,14 +245,20 @@ def fit_fusion_command(scored: Path, qrels_path: Path, inputs: str | None, norms
                                                         "on those")
     qrels = read_qrels(qrels_path, split or "train")
     chosen = split_names(inputs, INPUTS, "--inputs") if inputs else None
-    result = fit_weights(cands, qrels, chosen, split_names(norms, NORMS, "--norm"), step)
+    result = fit_weights(cands, qrels, chosen, split_names(norms, NORMS, "--norm"), step, select)
     click.echo(curve_table(result))
     best = result.best.weights.as_dict()
     baselines = ", ".join(f"{k} alone {v:.4f}" for k, v in result.baselines.items())
-    click.echo(f"best on {result.queries} {cands.meta.get('dataset')} {split} queries: {best} nDCG@10 "
-               f"{result.best.ndcg10:.4f} ({baselines})")
+    click.echo(f"{'chosen' if select != 'best' else 'best'} on {result.queries} {cands.meta.get('dataset')} {split} "
+               f"queries: {best} nDCG@10 {result.best.ndcg10:.4f} ({baselines})")
+    if result.top is not None and result.top is not result.best:
+        click.echo(f"highest: {result.top.weights.as_dict()} nDCG@10 {result.top.ndcg10:.4f}; chosen by {select}: "
+                   f"{result.best.ndcg10 - result.top.ndcg10:+.4f} (one standard error "
+                   f"{result.best.stderr:.4f}), cross-encoder share {result.best.ce_share:.2f} "
+                   f"instead of {result.top.ce_share:.2f}")
     fit_command = (f"es-rerank fit-fusion {shown(scored)} --qrels {shown(qrels_path)}"
                    f" --inputs {','.join(result.inputs)} --norm {','.join(result.norms)} --step {step}"
+                   + (f" --select {select}" if select != "best" else "")
                    + (f" --out {shown(out)}" if out else "") + (f" --curve {shown(curve_path)}" if curve_path else ""))
     if curve_path is not None:
         curve_path.parent.mkdir(parents=True, exist_ok=True)
@@ -298,8 +306,9 @@ def bench_fusion_command(scored: Path, qrels_path: Path, weights_path: Path | No
         click.echo(f"{score.system:<14} {score.ndcg10:8.4f} {score.delta_vs_bm25:+8.4f}{flag}")
     if json_path is not None:
         models = cands.meta.get("models", {})
+        bm25 = next(s.ndcg10 for s in results if s.system == "bm25")
         entries = [{"name": f"quality.{set_name}_{split}.{s.system}.ndcg10", "value": round(s.ndcg10, 4),
-                    "unit": "nDCG@10", "baseline": f"bm25 {results[0].ndcg10:.4f} on the same BM25 top-"
+                    "unit": "nDCG@10", "baseline": f"bm25 {bm25:.4f} on the same BM25 top-"
                     f"{cands.meta.get('depth')} candidates, same run", "models": models,
                     "weights": fused[s.system].as_dict() if s.system in fused else None,
                     "hardware": f"{os.cpu_count()}-core {platform.machine()} CPU", "command": command,

@@ -2,12 +2,15 @@
 
 Per-index rules come from `--index` (with `--fields/--window/--deadline-ms`) and/or a YAML/TOML
 `--config` file; every other setting from options or ES_RERANK_SERVE_* environment variables.
+`--fusion-file` and `--dense-model` (or per index `fusion`/`fusion_file`/`dense_model`) mix the
+cross-encoder with BM25 and a bi-encoder; `rerank: false` in the config switches an index off.
 `--ab-*` options run an online A/B test; `--opensearch-ca-file` trusts a private CA for https.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -38,7 +41,7 @@ _server = ServerSettings()
         help="Where the model runs: auto picks CUDA when onnxruntime-gpu can use a GPU.")
 @option("--model-batch-size", type=int, default=64, help="Pairs per ONNX Runtime run inside one model call.")
 @option("--config", "config_file", type=click.Path(path_type=Path), default=None, envvar="ES_RERANK_SERVE_CONFIG",
-        help="YAML or TOML file with per-index rules: indices: {NAME: {fields, window, deadline_ms}}.")
+        help="YAML/TOML per-index rules: indices: {NAME: {fields, window, deadline_ms, fusion, dense_model, rerank}}.")
 @option("--index", "indices", multiple=True, envvar="ES_RERANK_SERVE_INDEX",
         help="Index, alias or pattern to rerank (repeat; env: space-separated).")
 @option("--fields", default=",".join(_rule.fields),
@@ -46,6 +49,11 @@ _server = ServerSettings()
 @option("--window", type=int, default=_rule.window, help="Hits reranked per search (also the config file's default).")
 @option("--deadline-ms", type=int, default=_rule.deadline_ms,
         help="Rerank-stage deadline; past it the BM25 page is served.")
+@option("--fusion-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+        help="Fusion weights (a `fit-fusion` recipe) mixing the model with BM25 and dense scores; default: model only.")
+@option("--dense-model", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+        help="Bi-encoder export (`es-rerank export-dense`) giving the dense scores that fusion weights may use.")
+@option("--dense-threads", type=int, default=0, help="CPU threads per dense model run (0: ONNX Runtime's choice).")
 @option("--max-window", type=int, default=1000, help="Largest window a request may ask for with ext.rerank.window.")
 @option("--host", default=_server.host, help="Address to listen on (0.0.0.0 in containers).")
 @option("--port", type=int, default=_server.port, help="Port to listen on (0 picks a free one).")
@@ -80,6 +88,7 @@ _server = ServerSettings()
 def serve(opensearch_url: str | None, opensearch_ca_file: Path | None, opensearch_insecure: bool,
           model: Path | None, device: str, model_batch_size: int,
           config_file: Path | None, indices: tuple[str, ...], fields: str, window: int, deadline_ms: int,
+          fusion_file: Path | None, dense_model: Path | None, dense_threads: int,
           max_window: int, host: str, port: int, max_in_flight: int,
           overload: str, shed_status: str, retry_after_s: int, batch_max_pairs: int, cross_request_batching: bool,
           encode_threads: int,
@@ -91,19 +100,24 @@ def serve(opensearch_url: str | None, opensearch_ca_file: Path | None, opensearc
 
     With --ab-split the reranked searches become an online A/B test: each user key gets an arm,
     every search appends a line to --ab-log, and clients POST clicks to /_rerank/events.
+    Where an A/B test shows reranking losing to BM25 on an index, switch it off there
+    (`rerank: false` for that index in --config): its searches then pass through untouched.
     """
     from es_rerank.cli.ab_serve_options import online_ab_config
     from es_rerank.config import parse_fields, read_config_file, rules_from_mapping
     from es_rerank.errors import ConfigError
+    from es_rerank.fusion import load_weights
     from es_rerank.opensearch_client import resolve_url
     from es_rerank.proxy.server import LISTENING, run_until_signal
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    defaults = IndexRule("*", fields=parse_fields(fields), window=window, deadline_ms=deadline_ms)
+    defaults = IndexRule("*", fields=parse_fields(fields), window=window, deadline_ms=deadline_ms,
+                         fusion=load_weights(fusion_file) if fusion_file is not None else None,
+                         dense_model=str(dense_model) if dense_model is not None else None)
     names = [n for value in indices for n in value.split()]
-    rules = tuple(IndexRule(n, defaults.fields, defaults.window, defaults.deadline_ms) for n in names)
+    rules = tuple(replace(defaults, pattern=n) for n in names)
     if config_file is not None:
-        rules += rules_from_mapping(read_config_file(config_file), defaults)
+        rules += rules_from_mapping(read_config_file(config_file), defaults, base_dir=config_file.parent)
     online_ab = online_ab_config(ab_split, ab_mode, ab_key_header, ab_experiment, ab_log, ab_events_log,
                                  ab_log_query_text, ab_secret)
     if online_ab is not None and (model is None or not rules):
@@ -126,7 +140,15 @@ def serve(opensearch_url: str | None, opensearch_ca_file: Path | None, opensearc
         click.echo("no --model given: every request passes through unreranked", err=True)
     elif not rules:
         click.echo("no --index or --config rules: every request passes through unreranked", err=True)
-    run_until_signal(settings, scorer, on_listening=lambda url: click.echo(LISTENING + url, err=True))
+    dense_names = sorted({r.dense_model for r in rules if r.rerank and r.dense_model is not None})
+    dense_scorers = {name: load_dense_scorer(Path(name), device, dense_threads)
+                     for name in dense_names} if scorer is not None else {}
+    for rule in rules:
+        what = "off: passes through" if not rule.rerank else (
+            f"fusion {rule.fusion.as_dict()}" if rule.fusion is not None else "cross-encoder order")
+        click.echo(f"index {rule.pattern}: {what}", err=True)
+    run_until_signal(settings, scorer, on_listening=lambda url: click.echo(LISTENING + url, err=True),
+                     dense_scorers=dense_scorers)
 
 
 def load_scorer(model_dir: Path, device: str = "auto", batch_size: int = 64):
@@ -148,4 +170,31 @@ def load_scorer(model_dir: Path, device: str = "auto", batch_size: int = 64):
                          hint="pip install 'es-rerank[serve]' or '[gpu]'") from exc
     scorer = OnnxScorer.load(model_dir, device=device, batch_size=batch_size)
     click.echo(f"model {model_dir}: {scorer.variant.file} on {scorer.device}", err=True)
+    return scorer
+
+
+def load_dense_scorer(export_dir: Path, device: str = "auto", threads: int = 0):
+    """Load a bi-encoder export (from `es-rerank export-dense`) for fusion's dense scores.
+
+    Example:
+        >>> load_dense_scorer(Path("exports/minilm-dense"), "cpu").meta.dim   # doctest: +SKIP
+        384
+    """
+    from es_rerank.errors import ModelError
+
+    if not export_dir.is_dir():
+        raise ModelError(f"dense model directory {export_dir} does not exist",
+                         hint="pass the directory `es-rerank export-dense` wrote (it holds meta.json and model.onnx)")
+    try:
+        import onnxruntime
+
+        from es_rerank.dense import DenseScorer
+    except ImportError as exc:
+        raise ModelError(f"the dense scorer is unavailable: {exc}",
+                         hint="pip install 'es-rerank[serve]' or '[gpu]'") from exc
+    if device == "auto":
+        device = "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
+    # The cache keeps embeddings of documents that come back in many windows (popular queries, paging).
+    scorer = DenseScorer.load(export_dir, device=device, threads=threads, cache_size=10000)
+    click.echo(f"dense model {export_dir}: {scorer.meta.dim}-dim embeddings on {device}", err=True)
     return scorer

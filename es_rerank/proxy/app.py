@@ -1,7 +1,9 @@
 """The proxy's aiohttp application: routing, pass-through relay, the reranked-search path, lifespan.
 
-`create_app(settings, scorer)` builds it; `es_rerank.proxy.server` runs it. With `scorer=None`
-the proxy relays everything (reranking off), which is how the pass-through benchmark runs it.
+`create_app(settings, scorer, dense_scorers)` builds it; `es_rerank.proxy.server` runs it. With
+`scorer=None` the proxy relays everything (reranking off), which is how the pass-through benchmark
+runs it. An index whose rule has fusion weights gets the fused order (`es_rerank.fusion`) of the
+cross-encoder, BM25 and its dense model's scores; each model has its own scoring worker.
 With `settings.online_ab` the searches it reranks become an online A/B test (`es_rerank.ab.online`):
 each gets an arm (bm25, rerank or interleave), a line in the decision log and the
 X-Rerank-Variant / X-Rerank-Query-Id headers; `POST /_rerank/events` takes the clicks.
@@ -18,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Mapping
+
+import numpy as np
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -25,16 +30,17 @@ from multidict import CIMultiDict
 from es_rerank.ab.online import OnlineAb, new_query_id, response_headers
 from es_rerank.ab.protocol import BM25, EVENTS_PATH, INTERLEAVE
 from es_rerank.config import IndexRule, ProxySettings, UpstreamSettings  # noqa: F401 (doctest)
-from es_rerank.errors import ScoringError, ScoringOutOfMemory
+from es_rerank.errors import ConfigError, ScoringError, ScoringOutOfMemory
+from es_rerank.fusion import fuse
 from es_rerank.proxy.batcher import Batcher
 from es_rerank.proxy.httperror import ProxyHTTPError, error_body
 from es_rerank.proxy.jsonio import dumps, loads
 from es_rerank.proxy.limits import check_declared_length, inflate, read_body, stream_body
 from es_rerank.proxy.metrics import Counter, Gauge, ProxyMetrics
 from es_rerank.proxy.paths import check_path
-from es_rerank.proxy.plan import (DEFAULT_MAX_RESULT_WINDOW, PassThrough, RerankPlan, SearchRequest, WindowRequest,
-                                  max_result_window, plan_search, search_target, settings_path, strip_rerank_ext,
-                                  window_request)
+from es_rerank.proxy.plan import (DEFAULT_MAX_RESULT_WINDOW, PassThrough, RerankPlan, RerankSpec, SearchRequest,
+                                  WindowRequest, max_result_window, plan_search, search_target, settings_path,
+                                  strip_rerank_ext, window_request)
 from es_rerank.proxy.rewrite import bm25_page, interleaved_page, reranked_page, response_hits, window_texts
 from es_rerank.rerank import order_by_scores
 from es_rerank.proxy.upstream import UPSTREAM_ERRORS, Upstream, forward_request_headers, forward_response_headers
@@ -54,12 +60,21 @@ JSON_TYPE = "application/json; charset=UTF-8"
 class ProxyContext:
     """The proxy's resources and state, created once per app and cleaned up with it."""
 
-    def __init__(self, settings: ProxySettings, scorer: Scorer | None) -> None:
+    def __init__(self, settings: ProxySettings, scorer: Scorer | None,
+                 dense_scorers: Mapping[str, Scorer] | None = None) -> None:
+        dense_scorers = dict(dense_scorers or {}) if scorer is not None else {}
+        for rule in settings.rules if scorer is not None else ():
+            if rule.rerank and rule.dense_model is not None and rule.dense_model not in dense_scorers:
+                raise ConfigError(f"index {rule.pattern!r} names dense model {rule.dense_model!r}, "
+                                  "which was not loaded", hint="load each rule's dense_model and pass it in dense_scorers")
         self.settings = settings
         self.scorer = scorer
         self.metrics = ProxyMetrics()
         self.upstream = Upstream(settings.upstream, self.metrics)
         self.batcher = Batcher(scorer, settings.batch, self.metrics) if scorer is not None else None
+        # One worker per dense model, like the cross-encoder's: both model calls of a search run at once.
+        self.dense_batchers = {name: Batcher(dense, settings.batch, self.metrics)
+                               for name, dense in dense_scorers.items()}
         # Online A/B (--ab-split): the arm of each reranked search, its log line, and click events.
         self.ab = OnlineAb(settings.online_ab) if settings.online_ab else None
         self.ab_events = self.ab.events_handler() if self.ab is not None else None
@@ -78,14 +93,23 @@ class ProxyContext:
             >>> app.cleanup_ctx.append(context.lifespan)   # doctest: +SKIP
         """
         await self.upstream.start()
-        if self.batcher is not None:
-            self.batcher.start()
+        for batcher in self.batchers():
+            batcher.start()
         yield
         await self.upstream.close()
-        if self.batcher is not None:
-            await asyncio.to_thread(self.batcher.stop)
+        for batcher in self.batchers():
+            await asyncio.to_thread(batcher.stop)
         if self.ab is not None:
             await asyncio.to_thread(self.ab.close)  # writes what is queued: the log thread may be behind
+
+    def batchers(self) -> list[Batcher]:
+        """Every scoring worker: the cross-encoder's first, then one per dense model.
+
+        Example:
+            >>> len(context.batchers())   # doctest: +SKIP
+            2
+        """
+        return ([self.batcher] if self.batcher is not None else []) + list(self.dense_batchers.values())
 
     def render_metrics(self) -> str:
         """The Prometheus text of the proxy's metrics, plus the A/B ones when an A/B test runs.
@@ -165,20 +189,36 @@ class ProxyContext:
             reasons.append("model failed its warm-up call")
         else:
             model = "loaded"
+        dense = {}
+        for name, batcher in self.dense_batchers.items():
+            if not batcher.warm.is_set():
+                dense[name] = "warming up"
+                reasons.append(f"dense model {name} is warming up")
+            elif batcher.warm_error:
+                dense[name] = f"failed: {batcher.warm_error}"
+                reasons.append(f"dense model {name} failed its warm-up call")
+            else:
+                dense[name] = "loaded"
         opensearch = await self.opensearch_reachable()
         if not opensearch:
             reasons.append("OpenSearch is unreachable")
         ready = not reasons
         self.metrics.ready.set(1 if ready else 0)
-        return ready, {"ready": ready, "model": model, "opensearch": "reachable" if opensearch else "unreachable",
-                       "reasons": reasons}
+        details = {"ready": ready, "model": model, "opensearch": "reachable" if opensearch else "unreachable",
+                   "reasons": reasons}
+        if dense:
+            details["dense_models"] = dense
+        return ready, details
 
 
 CONTEXT = web.AppKey("es_rerank_proxy", ProxyContext)
 
 
-def create_app(settings: ProxySettings, scorer: Scorer | None) -> web.Application:
+def create_app(settings: ProxySettings, scorer: Scorer | None,
+               dense_scorers: Mapping[str, Scorer] | None = None) -> web.Application:
     """The proxy as an aiohttp Application; `scorer=None` relays every request unreranked.
+
+    `dense_scorers` maps each rule's `dense_model` to its loaded bi-encoder (`dense.DenseScorer`).
 
     Run it with `es_rerank.proxy.server` (which turns off aiohttp's request-body decompression so
     gzip bodies are relayed as sent).
@@ -188,7 +228,7 @@ def create_app(settings: ProxySettings, scorer: Scorer | None) -> web.Applicatio
         True
     """
     app = web.Application(client_max_size=settings.limits.max_body_bytes)
-    context = ProxyContext(settings, scorer)
+    context = ProxyContext(settings, scorer, dense_scorers)
     app[CONTEXT] = context
     app.cleanup_ctx.append(context.lifespan)
     app.router.add_route("*", "/{tail:.*}", _handle, expect_handler=_expect_continue)
@@ -420,7 +460,7 @@ async def _rerank_window(context: ProxyContext, request: web.Request, plan: Rera
         outcome = "bm25"  # the control arm: BM25's page, no model call
     else:
         try:
-            scores = await context.batcher.score(spec.query_text, texts, spec.deadline_s)
+            scores = await _window_scores(context, response, spec, texts)
             scored_at = time.monotonic()
             if decision is not None and decision.variant == INTERLEAVE:
                 outcome = "interleaved"
@@ -467,6 +507,32 @@ async def _rerank_window(context: ProxyContext, request: web.Request, plan: Rera
                           query_text=spec.query_text, fallback=outcome == "fallback")
         context.ab_searches.inc((decision.variant,))
     return reply
+
+
+async def _window_scores(context: ProxyContext, response: dict, spec: RerankSpec, texts: list[str]) -> np.ndarray:
+    """The window's final scores: the cross-encoder's, or with fusion weights the fused scores.
+
+    The model calls a fusion needs run at once, each on its own model's worker, within the one
+    deadline; BM25 is each hit's `_score`. Failures raise as for the cross-encoder alone
+    (timeout, ScoringError, including NaN or missing BM25 scores), and the search falls back to BM25.
+    """
+    weights = spec.fusion
+    if weights is None:
+        return await context.batcher.score(spec.query_text, texts, spec.deadline_s)
+    calls = {}
+    if weights.needs_ce:
+        calls["ce"] = context.batcher.score(spec.query_text, texts, spec.deadline_s)
+    if weights.needs_dense:
+        calls["dense"] = context.dense_batchers[spec.dense_model].score(spec.query_text, texts, spec.deadline_s)
+    tasks = {name: asyncio.ensure_future(call) for name, call in calls.items()}
+    try:
+        await asyncio.gather(*tasks.values())
+    finally:
+        for task in tasks.values():  # one failed: the other's result is no longer wanted
+            task.cancel()
+    scores = {name: task.result() for name, task in tasks.items()}
+    bm25 = [hit.get("_score") if isinstance(hit, dict) else None for hit in response_hits(response)[: len(texts)]]
+    return fuse(bm25, scores.get("ce"), scores.get("dense"), weights)
 
 
 def _interleave(context: ProxyContext, decision, plan: RerankPlan, response: dict, spec, scores) -> tuple[dict, list]:

@@ -27,6 +27,8 @@ from typing import Mapping
 from urllib.parse import unquote, unquote_plus
 
 from es_rerank.config import IndexRule, ProxySettings, UpstreamSettings  # noqa: F401 (doctest)
+from es_rerank.errors import ConfigError
+from es_rerank.fusion import CE_ONLY, FusionWeights, parse_fusion_override
 from es_rerank.proxy.httperror import ProxyHTTPError
 from es_rerank.proxy.jsonio import TooDeep, dumps, has_duplicate_keys, loads
 from es_rerank.proxy.limits import check_json_depth, raw_json_depth
@@ -34,7 +36,7 @@ from es_rerank.proxy.limits import check_json_depth, raw_json_depth
 SEARCH_PATH = re.compile(r"^/(?:(?P<target>[^/]+)/)?_search/?$")
 SWITCH_HEADER = "X-Rerank"
 SWITCH_OFF_VALUES = frozenset({"off", "false", "0", "no", "disabled"})
-KNOBS = ("enabled", "window", "fields", "query_text", "provenance")
+KNOBS = ("enabled", "window", "fields", "query_text", "provenance", "fusion")
 TEXT_QUERIES = ("match", "match_phrase", "match_phrase_prefix", "match_bool_prefix")
 WRAPPERS = ("function_score", "script_score", "nested", "has_child", "has_parent")
 # URL parameters the proxy moves into the body (URL values win over body values, as in OpenSearch).
@@ -68,7 +70,8 @@ class RerankSpec:
 
     `text_source` says where hit text is read: `_source` when the client's `_source` is unfiltered,
     else `fields` (the fields API, which ignores `_source` filtering). `added_fields` are the names
-    the proxy asked the fields API for and must strip from hits again.
+    the proxy asked the fields API for and must strip from hits again. `fusion` is None for the
+    cross-encoder order alone, else the weights that mix it with BM25 and the `dense_model`'s scores.
     """
 
     query_text: str
@@ -81,6 +84,8 @@ class RerankSpec:
     text_source: str = "_source"
     added_fields: tuple[str, ...] = ()
     pretty: bool = False
+    fusion: FusionWeights | None = None
+    dense_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,7 @@ def plan_search(request: SearchRequest, settings: ProxySettings) -> PassThrough 
         return PassThrough("duplicate keys in JSON: OpenSearch answers it")
     knobs, body, passthrough_body = _take_knobs(body, request.body)
     _check_knobs(knobs, settings.max_window)
+    fusion = fusion_weights(knobs, rule)
     if knobs.get("enabled") is False:
         return PassThrough("switched off by ext.rerank.enabled", passthrough_body)
     reason = _body_skip_reason(body, params)
@@ -198,7 +204,7 @@ def plan_search(request: SearchRequest, settings: ProxySettings) -> PassThrough 
     spec = RerankSpec(query_text=text, fields=fields, window=knobs.get("window", rule.window), start=start,
                       size=size, deadline_s=rule.deadline_ms / 1000.0, provenance=bool(knobs.get("provenance")),
                       text_source=text_source, added_fields=added,
-                      pretty=params.get("pretty", "false") != "false")
+                      pretty=params.get("pretty", "false") != "false", fusion=fusion, dense_model=rule.dense_model)
     return RerankPlan(spec=spec, path=request.path, target=target,
                       query_string=drop_params(request.query_string, MOVED_PARAMS), body=upstream_body,
                       passthrough_body=passthrough_body)
@@ -355,6 +361,8 @@ def _url_skip_reason(request: SearchRequest, params: dict[str, str], rule: Index
     """Skip conditions readable from the URL and headers alone, so the body need not be parsed."""
     if rule is None:
         return "index not configured for reranking"
+    if not rule.rerank:
+        return "reranking switched off for this index"
     if request.headers.get(SWITCH_HEADER, "").strip().lower() in SWITCH_OFF_VALUES:
         return f"switched off by the {SWITCH_HEADER} header"
     if "scroll" in params:
@@ -466,6 +474,33 @@ def _check_knobs(knobs: dict, max_window: int) -> None:
         raise bad("query_text", "a non-empty string")
     if "fields" in knobs and not _knob_fields(knobs):
         raise bad("fields", "a non-empty list of field names")
+
+
+def fusion_weights(knobs: dict, rule: IndexRule) -> FusionWeights | None:
+    """The search's fusion weights: the index's, changed by `ext.rerank.fusion` when given.
+
+    Weights the request leaves out come from the index's (cross-encoder only when it has none).
+    A bad override, or one that needs dense scores on an index without a dense model, is a 400.
+
+    Example:
+        >>> fusion_weights({"fusion": {"bm25": 0.5}}, IndexRule("docs")).as_dict()
+        {'ce': 1.0, 'bm25': 0.5, 'dense': 0.0, 'norm': 'zscore'}
+        >>> fusion_weights({"fusion": {"dense": 1}}, IndexRule("docs"))
+        Traceback (most recent call last):
+        ...
+        es_rerank.proxy.httperror.ProxyHTTPError: ext.rerank.fusion gives dense weight 1 but index 'docs' has no dense model; set dense to 0, or configure dense_model for the index
+    """
+    if "fusion" not in knobs:
+        return rule.fusion
+    try:
+        weights = parse_fusion_override(knobs["fusion"], base=rule.fusion or CE_ONLY)
+    except ConfigError as exc:
+        raise ProxyHTTPError(400, "illegal_argument_exception", str(exc)) from None
+    if weights.needs_dense and rule.dense_model is None:
+        raise ProxyHTTPError(400, "illegal_argument_exception",
+                             f"ext.rerank.fusion gives dense weight {weights.dense:g} but index {rule.pattern!r} has "
+                             "no dense model; set dense to 0, or configure dense_model for the index")
+    return weights
 
 
 def _knob_fields(knobs: dict) -> tuple[str, ...]:

@@ -24,9 +24,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from es_rerank.config import ProxySettings
 from es_rerank.errors import EsRerankError
@@ -39,13 +40,52 @@ log = logging.getLogger("es_rerank.proxy")
 LISTENING = "es-rerank proxy listening on "
 
 
-async def start_site(settings: ProxySettings, scorer: Scorer | None) -> tuple[web.AppRunner, str]:
+class RedactMalformedRequests(logging.Filter):
+    """aiohttp logs each malformed request with a traceback quoting the offending line, which can be a
+    client's Authorization header: log one line naming the error class instead, quoting nothing.
+
+    Example:
+        >>> from aiohttp.http_exceptions import BadHttpMessage
+        >>> record = logging.LogRecord("aiohttp.server", 40, "", 0, "Error handling request from %s", ("1.2.3.4",),
+        ...                            (BadHttpMessage, BadHttpMessage("Authorization: Basic c2VjcmV0"), None))
+        >>> RedactMalformedRequests().filter(record), record.getMessage(), record.exc_info
+        (True, 'malformed HTTP request from 1.2.3.4 refused: BadHttpMessage', None)
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500:
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "malformed HTTP request from %s refused: %s", (remote, type(exc).__name__)
+            record.exc_info, record.exc_text = None, None
+            if record.levelno > logging.INFO:  # a client's mistake, not the proxy's error
+                record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+async def _close_while_draining(request: web.Request, response: web.StreamResponse) -> None:
+    """After SIGTERM every answer says `Connection: close`, so clients stop reusing connections that the
+    drain is about to close (a request sent on an idle connection as it closes would see a reset)."""
+    if request.app[CONTEXT].draining:
+        response.force_close()
+
+
+def _redact_malformed_request_logs() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, RedactMalformedRequests) for f in server_log.filters):
+        server_log.addFilter(RedactMalformedRequests())
+
+
+async def start_site(settings: ProxySettings, scorer: Scorer | None,
+                     dense_scorers: Mapping[str, Scorer] | None = None) -> tuple[web.AppRunner, str]:
     """Set up the app and bind it; returns the runner and the base URL it listens on.
 
     Example:
         >>> runner, url = await start_site(settings, scorer)   # doctest: +SKIP
     """
-    app = create_app(settings, scorer)
+    _redact_malformed_request_logs()
+    app = create_app(settings, scorer, dense_scorers)
+    app.on_response_prepare.append(_close_while_draining)
     runner = web.AppRunner(app, handle_signals=False, access_log=None,
                            shutdown_timeout=settings.server.drain_timeout_s,
                            keepalive_timeout=75.0,
@@ -71,7 +111,8 @@ async def drain(runner: web.AppRunner, settings: ProxySettings) -> None:
 
 
 def run_until_signal(settings: ProxySettings, scorer: Scorer | None,
-                     on_listening: Callable[[str], None] | None = None) -> None:
+                     on_listening: Callable[[str], None] | None = None,
+                     dense_scorers: Mapping[str, Scorer] | None = None) -> None:
     """Serve in the foreground until SIGTERM or SIGINT, then drain. Used by `es-rerank serve`.
 
     Example:
@@ -79,7 +120,7 @@ def run_until_signal(settings: ProxySettings, scorer: Scorer | None,
         http://127.0.0.1:9201
     """
     async def main() -> None:
-        runner, url = await start_site(settings, scorer)
+        runner, url = await start_site(settings, scorer, dense_scorers)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -101,9 +142,11 @@ class ProxyThread:
     Port 0 in the settings picks a free port.
     """
 
-    def __init__(self, settings: ProxySettings, scorer: Scorer | None) -> None:
+    def __init__(self, settings: ProxySettings, scorer: Scorer | None,
+                 dense_scorers: Mapping[str, Scorer] | None = None) -> None:
         self.settings = settings
         self.scorer = scorer
+        self.dense_scorers = dense_scorers
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -139,7 +182,8 @@ class ProxyThread:
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
         try:
-            self._runner, self.url = self._loop.run_until_complete(start_site(self.settings, self.scorer))
+            self._runner, self.url = self._loop.run_until_complete(start_site(self.settings, self.scorer,
+                                                                                    self.dense_scorers))
         except BaseException as exc:  # reported to the caller of start()
             self._error = exc
             self._started.set()
