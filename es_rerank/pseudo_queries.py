@@ -6,12 +6,15 @@ out (the *masked positive*, what the model sees as the query's own document):
 - `title`: the title is the query; the positive is the body without the title (Cranfield's
   body opens by repeating its title, so a leading repeat is cut too).
 - `first`: the first sentence of the body (after a title repeat) is the query; the positive is
-  the title and the rest of the body.
+  the document without that sentence.
 - `ict`: inverse cloze (Lee et al. 2019): a sentence drawn from the rest of the body is the
   query; the positive is the document without that sentence.
 
 Taking the query's text out of the positive matters: otherwise "find the document containing
-this string" solves the training task, and that is not what real queries ask. A query longer
+this string" solves the training task, and that is not what real queries ask. Otherwise a
+positive keeps the layout of the served text (title, the body's repeat of the title if it has
+one, body): a first CPU run whose positives lacked Cranfield's repeated title learnt that cue
+(documents without it scored about 1.2 logits higher) instead of relevance. A query longer
 than `max_words` words is cut to a window of that many words; queries shorter than `min_words`
 and positives shorter than `min_positive_words` are dropped.
 
@@ -25,8 +28,8 @@ Example:
     ...     "the flutter speed fell sharply near mach one for every sweep angle that was tried .")
     >>> [(q.source, q.text) for q in pseudo_queries_of(doc, ("title", "first"), seed=0)]
     [('title', 'wing flutter at transonic speed .'), ('first', 'flutter tests of a swept wing were made in a wind tunnel .')]
-    >>> pseudo_queries_of(doc, ("first",), seed=0)[0].positive_text
-    'wing flutter at transonic speed . the flutter speed fell sharply near mach one for every sweep angle that was tried .'
+    >>> pseudo_queries_of(doc, ("first",), seed=0)[0].positive_text  # the layout of the served text, less the query
+    'wing flutter at transonic speed . wing flutter at transonic speed . the flutter speed fell sharply near mach one for every sweep angle that was tried .'
 """
 
 from __future__ import annotations
@@ -153,20 +156,24 @@ def pseudo_queries_of(doc: SourceDocument, sources: Sequence[str] = SOURCES, see
         []
     """
     settings = settings or PseudoQuerySettings()
-    title, body = doc.title.strip(), doc.body.strip()
-    body = _without_title_echo(body, title)
+    title = " ".join(doc.title.split())
+    echo, body = _split_title_echo(" ".join(doc.body.split()), title)
     sentences = split_sentences(body)
+    # A positive keeps the layout of a served document (title, its repeat in the body if the
+    # collection has one, body): a layout only positives had would be a cue to learn instead
+    # of relevance. Only a title query's positive must lose both copies of the title.
+    head = [echo] if echo else []
     made: list[PseudoQuery] = []
     for source in sources:
         rng = np.random.default_rng(_seed_words(seed, source, doc.doc_id))
         if source == "title":
             picks = [(title, body)] if title else []
         elif source == "first":
-            picks = [(sentences[0], _join(title, sentences[1:]))] if sentences else []
+            picks = [(sentences[0], _join(title, head + sentences[1:]))] if sentences else []
         elif source == "ict":
             rest = list(range(1, len(sentences)))  # the first sentence is the `first` source's
             chosen = sorted(rng.permutation(rest)[:settings.ict_per_doc].tolist()) if rest else []
-            picks = [(sentences[i], _join(title, sentences[:i] + sentences[i + 1:])) for i in chosen]
+            picks = [(sentences[i], _join(title, head + sentences[:i] + sentences[i + 1:])) for i in chosen]
         else:
             raise ConfigError(f"unknown pseudo-query source {source!r}", hint=f"use one of {', '.join(SOURCES)}")
         for n, (span, positive) in enumerate(picks):
@@ -244,14 +251,18 @@ def natural_key(value: str) -> tuple:
     return (0, int(value), "") if value.isdigit() else (1, 0, value)
 
 
-def _without_title_echo(body: str, title: str) -> str:
-    """The body without a leading repeat of the title (compared case- and space-insensitively)."""
-    if not title:
-        return body
+def _split_title_echo(body: str, title: str) -> tuple[str, str]:
+    """(leading repeat of the title, rest of the body); the repeat is matched case-insensitively
+    on words and is empty when the body does not open with the title.
+
+    Example:
+        >>> _split_title_echo("Wing Flutter . tests were made .", "wing flutter .")
+        ('Wing Flutter .', 'tests were made .')
+    """
     words, title_words = body.split(), title.split()
-    if [w.lower() for w in words[:len(title_words)]] == [w.lower() for w in title_words]:
-        return " ".join(words[len(title_words):])
-    return body
+    if title_words and [w.lower() for w in words[:len(title_words)]] == [w.lower() for w in title_words]:
+        return " ".join(words[:len(title_words)]), " ".join(words[len(title_words):])
+    return "", body
 
 
 def _join(title: str, sentences: Sequence[str]) -> str:

@@ -42,6 +42,8 @@ class AdaptConfig:
     teacher_ce: float = 0.0
     teacher_norm: str = "zscore"
     include_positive: bool = True
+    positive_lce_weight: float = 0.0
+    train_sources: tuple[str, ...] | None = None
     group_size: int = 16
     queries_per_step: int = 32
     epochs: float = 1.0
@@ -76,6 +78,7 @@ class AdaptConfig:
                    f"an integer >= {low}", value)
         for name, low, high in (("temperature", 0.0, math.inf), ("margin_scale", 0.0, math.inf),
                                 ("epochs", 0.0, 1000.0), ("lr", 0.0, 1.0), ("labelled_weight", 0.0, math.inf),
+                                ("positive_lce_weight", 0.0, math.inf),
                                 ("teacher_bm25", 0.0, math.inf), ("teacher_dense", 0.0, math.inf),
                                 ("teacher_ce", 0.0, math.inf), ("weight_decay", 0.0, 1.0),
                                 ("warmup_fraction", 0.0, 1.0), ("max_grad_norm", 0.0, math.inf)):
@@ -89,8 +92,17 @@ class AdaptConfig:
                    "a number in [0, 1) or null (keep the model's own)", self.dropout)
         _check(self.query_max_length < self.max_length - 4, "query_max_length",
                f"fewer than max_length - 4 = {self.max_length - 4} tokens, so a document fits", self.query_max_length)
+        _check(self.positive_lce_weight == 0 or self.include_positive, "positive_lce_weight",
+               "0 when include_positive is false (the LCE target is the masked positive)", self.positive_lce_weight)
         for name in ("include_positive", "freeze_embeddings"):
             _check(isinstance(getattr(self, name), bool), name, "true or false", getattr(self, name))
+        if self.train_sources is not None:
+            from es_rerank.pseudo_queries import SOURCES
+
+            sources = tuple(self.train_sources) if not isinstance(self.train_sources, str) else (self.train_sources,)
+            _check(bool(sources) and all(s in SOURCES for s in sources), "train_sources",
+                   f"null (every source in the file) or a list among {', '.join(SOURCES)}", self.train_sources)
+            object.__setattr__(self, "train_sources", sources)
         self.teacher_weights()  # at least one teacher weight > 0
 
     def teacher_weights(self) -> FusionWeights:
@@ -99,7 +111,10 @@ class AdaptConfig:
                              norm=self.teacher_norm)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.train_sources is not None:
+            data["train_sources"] = list(self.train_sources)
+        return data
 
 
 def setting_names() -> list[str]:

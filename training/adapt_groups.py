@@ -132,7 +132,8 @@ def write_adapt_groups(groups: AdaptGroups, path: str | Path) -> None:
         for doc_id, text in groups.docs.items():
             handle.write(json.dumps({"type": "doc", "id": doc_id, "text": text}) + "\n")
         for group in groups.pseudo:
-            scores = {name: [None if math.isnan(v) else float(v) for v in values]
+            # 7 significant digits: float32 precision, half the bytes of a float64 repr
+            scores = {name: [None if math.isnan(v) else float(f"{v:.7g}") for v in values]
                       for name, values in group.scores.items()}
             handle.write(json.dumps({"type": "pseudo", "qid": group.qid, "source": group.source,
                                      "origin": group.origin, "query": group.query, "positive": group.positive,

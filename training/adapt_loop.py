@@ -13,7 +13,8 @@ cannot say on a short run.
 
 Outputs in `out_dir`: the Hugging Face checkpoint of the last step (there are no judgments to
 pick another by), `adapt_log.json`, `recipe.yaml` (prepare and train settings) and `state/`
-(resume with the same settings and groups file).
+(resume with the same settings and groups file): saved every `save_every` steps and whenever
+`stop_after` ends a run early; with `save_every: 0` a finished run leaves none.
 
 Example:
     >>> log = adapt(config, AdaptInputs(Path("runs/adapt-cranfield/groups.jsonl.gz")),
@@ -28,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -134,7 +136,8 @@ def adapt(config: AdaptConfig, inputs: AdaptInputs, out_dir: Path, resume: bool 
             if bar is not None:
                 rate = entry["pairs_per_s"]
                 bar.set_postfix(loss=f"{entry['loss']:.4f}", pairs_s=f"{rate:,.0f}" if rate else "-", refresh=False)
-        if config.save_every and (step % config.save_every == 0 or step == end_step) and step < total_steps:
+        stopping_early = step == end_step < total_steps
+        if stopping_early or (config.save_every and (step % config.save_every == 0 or step == total_steps)):
             meter.pause()
             _save(out_dir, config, step, model, optimizer, scheduler, scaler, log)
             meter.resume()
@@ -147,6 +150,8 @@ def adapt(config: AdaptConfig, inputs: AdaptInputs, out_dir: Path, resume: bool 
     if log["finished"]:
         log["probe_loss"]["after"] = probe_loss(model, store, probe, config, device, names)
         save_checkpoint(model, tokenizer, out_dir)
+        if not config.save_every:
+            shutil.rmtree(saved_state.state_dir(out_dir), ignore_errors=True)  # a stale mid-run state misleads --resume
         if inputs.dev_candidates is not None:
             log["dev"] = _evaluate_dev(model, tokenizer, config, device, inputs)
     (out_dir / "adapt_log.json").write_text(json.dumps(log, indent=2, default=_plain), encoding="utf-8")
@@ -160,9 +165,14 @@ def training_units(groups: AdaptGroups, config: AdaptConfig) -> list[TrainingUni
         >>> units = training_units(read_adapt_groups("groups.jsonl.gz"), config)   # doctest: +SKIP
     """
     weights = config.teacher_weights()
+    missing = [n for n in ("bm25", "dense", "ce") if getattr(weights, n) > 0 and n not in groups.score_names()]
+    if groups.pseudo and missing:
+        raise DatasetError(f"the teacher weighs {', '.join(missing)} but the groups file has only "
+                           f"{', '.join(groups.score_names())} scores",
+                           hint="prepare it with the missing teacher (--dense / --ce), or set those weights to 0")
     units = []
     for group in groups.pseudo:
-        if group.size < 2:
+        if group.size < 2 or (config.train_sources is not None and group.source not in config.train_sources):
             continue
         units.append(TrainingUnit(group.qid, tuple(group.entry_keys()), teacher_scores(group, weights),
                                   False, group.has_positive))
@@ -170,8 +180,9 @@ def training_units(groups: AdaptGroups, config: AdaptConfig) -> list[TrainingUni
         keys = (*group.positives, *group.negatives)
         units.append(TrainingUnit(LABELLED_PREFIX + group.qid, keys, None, True, True, len(group.positives)))
     if not units:
-        raise DatasetError("the groups file has no group with two or more entries",
-                           hint="prepare it again with a larger depth")
+        raise DatasetError("the groups file has no group with two or more entries"
+                           + (f" from sources {', '.join(config.train_sources)}" if config.train_sources else ""),
+                           hint="prepare it again with a larger depth, or train on other sources")
     return units
 
 
@@ -212,6 +223,7 @@ def grid_batch(units: Sequence[SampledUnit], width: int, store: TokenStore, name
     return {"inputs": {name: torch.from_numpy(arrays[name]) for name in names},
             "slots": torch.tensor(slots, dtype=torch.long), "mask": torch.from_numpy(mask),
             "teacher": torch.from_numpy(teacher), "labelled": torch.tensor([u.labelled for u in units]),
+            "positive_first": torch.tensor([u.positive_first for u in units]),
             "pairs": len(slots)}
 
 
@@ -232,7 +244,8 @@ def train_step(model, batch: dict, config: AdaptConfig, optimizer, scheduler, sc
     mask = batch["mask"].to(device)
     per_query, distill = mixed_loss(config.loss, grid, batch["teacher"].to(device), mask,
                                     batch["labelled"].to(device), config.temperature, config.margin_scale,
-                                    config.labelled_weight)
+                                    config.labelled_weight, config.positive_lce_weight,
+                                    batch["positive_first"].to(device))
     loss = per_query.mean()
     scaler.scale(loss).backward()
     if config.max_grad_norm > 0:

@@ -73,9 +73,14 @@ def distill_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, mask: 
 
 
 def mixed_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, labelled: torch.Tensor,
-               temperature: float, margin_scale: float, labelled_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-query loss, per-query distillation part): distillation for pseudo rows, `labelled_weight`
-    x LCE (judged positive in column 0) for labelled rows.
+               temperature: float, margin_scale: float, labelled_weight: float,
+               positive_weight: float = 0.0, positive_first: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-query loss, per-query distillation part).
+
+    Pseudo rows: distillation, plus `positive_weight` x LCE with the masked positive (column 0)
+    as the target on rows whose `positive_first` is set (all rows when it is None). Labelled
+    rows: `labelled_weight` x LCE with the judged positive (column 0).
 
     Example:
         >>> s = torch.tensor([[2.0, 0.0], [0.0, 0.0]]); m = torch.ones(2, 2, dtype=torch.bool)
@@ -84,10 +89,14 @@ def mixed_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, mask: to
         [0.4338, 0.6931]
     """
     distill = distill_loss(kind, student, teacher, mask, temperature, margin_scale)
+    pseudo = distill
+    if positive_weight > 0:
+        hard = positive_weight * lce_loss(student, mask)
+        pseudo = distill + (hard if positive_first is None else torch.where(positive_first, hard, 0.0))
     if not bool(labelled.any()):
-        return distill, distill
+        return pseudo, distill
     hard = lce_loss(student, mask) * labelled_weight
-    return torch.where(labelled, hard, distill), torch.where(labelled, torch.zeros_like(distill), distill)
+    return torch.where(labelled, hard, pseudo), torch.where(labelled, torch.zeros_like(distill), distill)
 
 
 def _check(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> None:

@@ -5,8 +5,9 @@ served BM25 query (`es_rerank.retrieval.bm25_body`, batched through `_msearch`),
 query's own document and exact copies of it from the hits (a document is never its own
 negative), keeps the top `depth`, and scores the masked positive and every hit with the teacher
 models through the `Scorer` protocol: the dense bi-encoder (ONNX, no torch) and optionally the
-current cross-encoder export. The BM25 scores come with the hits. How the teacher inputs are
-mixed is a training setting, so one prepared file serves several teachers.
+current cross-encoder export. The BM25 scores come with the hits (without a model the teacher
+can only be BM25). How the teacher inputs are mixed is a training setting, so one prepared file
+serves several teachers.
 
 Example:
     >>> groups = prepare_adapt_groups(client, "cranfield", PrepareSettings(), dense=dense)   # doctest: +SKIP
@@ -87,9 +88,6 @@ def prepare_adapt_groups(client, index: str, settings: PrepareSettings, dense: S
     be the index's documents). `labelled` is a groups file from `es-rerank mine`, whose query
     texts come from `labelled_queries`. `labels` names the teacher models in the file's meta.
     """
-    if dense is None and ce is None:
-        raise ConfigError("no teacher model to score the pseudo-queries with",
-                          hint="pass --dense (a bi-encoder export) and/or --teacher-ce (a cross-encoder export)")
     step = progress or (lambda items, total, desc: items)
     docs = _read_documents(client, index, settings.fields, corpus)
     if settings.max_docs is not None and len(docs) > settings.max_docs:

@@ -42,12 +42,16 @@ class TrainingUnit:
 
 @dataclass(frozen=True)
 class SampledUnit:
-    """One query's entries for one step, with their teacher scores (zeros for a labelled unit)."""
+    """One query's entries for one step, with their teacher scores (zeros for a labelled unit).
+
+    `positive_first`: entry 0 is the query's own (masked or judged) positive.
+    """
 
     query_key: str
     keys: tuple[str, ...]
     teacher: tuple[float, ...]
     labelled: bool
+    positive_first: bool = False
 
 
 class UnitSampler:
@@ -98,10 +102,10 @@ class UnitSampler:
             first = int(rng.integers(unit.positives))
             pool = np.arange(unit.positives, len(unit.keys))
             picks = [first, *rng.choice(pool, size=min(self.group_size - 1, len(pool)), replace=False).tolist()]
-            return SampledUnit(unit.query_key, tuple(unit.keys[i] for i in picks), (0.0,) * len(picks), True)
+            return SampledUnit(unit.query_key, tuple(unit.keys[i] for i in picks), (0.0,) * len(picks), True, True)
         fixed = [0] if unit.has_positive and self.include_positive else []
         pool = np.arange(1 if unit.has_positive else 0, len(unit.keys))
         drawn = rng.choice(pool, size=min(self.group_size - len(fixed), len(pool)), replace=False).tolist()
         picks = fixed + sorted(drawn)
         return SampledUnit(unit.query_key, tuple(unit.keys[i] for i in picks),
-                           tuple(float(unit.teacher[i]) for i in picks), False)
+                           tuple(float(unit.teacher[i]) for i in picks), False, bool(fixed))

@@ -57,6 +57,15 @@ from es_rerank.cli import bench_scorer_cmd, export_cmd  # noqa: E402
 cli.add_command(export_cmd.export_command)
 bench_cmd.bench.add_command(bench_scorer_cmd.bench_scorer)
 
+from es_rerank.cli import adapt_cmd  # noqa: E402
+
+cli.add_command(adapt_cmd.adapt_command)
+bench_cmd.bench.add_command(adapt_cmd.bench_adapt_command)
+
+from es_rerank.cli import bench_reliability_cmd  # noqa: E402
+
+bench_cmd.bench.add_command(bench_reliability_cmd.bench_reliability)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and turn es-rerank errors into a message and exit code."""
