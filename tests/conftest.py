@@ -65,6 +65,7 @@ def scifact_index(os_client, data_dir) -> str:
 
     name = "test-scifact"
     index_corpus(os_client, data_dir / "scifact", name)
+    settle(os_client, name)
     return name
 
 
@@ -74,7 +75,15 @@ def cranfield_index(os_client, data_dir) -> str:
 
     name = "test-cranfield"
     index_corpus(os_client, data_dir / "cranfield", name)
+    settle(os_client, name)
     return name
+
+
+def settle(os_client, index: str) -> None:
+    """Merge `index` into one segment: background merges reorder Lucene doc ids, which flips
+    the order of equal-scoring hits between two otherwise identical searches."""
+    os_client.indices.forcemerge(index=index, max_num_segments=1, params={"request_timeout": 300})
+    os_client.indices.refresh(index=index)
 
 
 @pytest.fixture(scope="session")
