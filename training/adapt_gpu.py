@@ -201,21 +201,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def pack(folder: Path, out: Path, part_mib: int = 15) -> list[str]:
-    """Tar `folder`'s files (one level of subfolders) into `out/adapt-bundle.tar.part-*`."""
-    import io
-    import tarfile
+    """Tar `folder`'s files into `out/adapt-bundle.tar.part-*`."""
+    from es_rerank.training.tar_parts import write_tar_parts
 
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for item in sorted(folder.rglob("*")):
-            if item.is_file():
-                tar.add(item, arcname=str(item.relative_to(folder)))
-    data, size, names = buffer.getvalue(), part_mib * 2**20, []
-    for index, start in enumerate(range(0, len(data), size)):
-        name = f"adapt-bundle.tar.part-{index}"
-        (out / name).write_bytes(data[start:start + size])
-        names.append(name)
-    return names
+    return write_tar_parts(folder, out, "adapt-bundle", part_mib=part_mib)
 
 
 def _select(results: dict[str, Any]) -> None:

@@ -322,26 +322,14 @@ def return_checkpoint(checkpoint: Path, out: Path, part_mib: int = 15) -> list[s
     The device machine sends back at most 8 files of 16 MiB; MiniLM's fp16 checkpoint is ~46 MiB.
     Rebuild it with `cat selected-checkpoint.tar.part-* | tar -x` (a folder `selected-checkpoint/`).
     """
-    import io
-    import tarfile
     import tempfile
 
     from es_rerank.training.half_copy import half_copy
+    from es_rerank.training.tar_parts import write_tar_parts
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = half_copy(checkpoint, Path(scratch) / "selected-checkpoint")
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for item in sorted(folder.iterdir()):
-                if item.is_file():
-                    tar.add(item, arcname=f"selected-checkpoint/{item.name}")
-    data, size, names = buffer.getvalue(), part_mib * 2**20, []
-    out.mkdir(parents=True, exist_ok=True)
-    for index, start in enumerate(range(0, len(data), size)):
-        name = f"selected-checkpoint.tar.part-{index}"
-        (out / name).write_bytes(data[start:start + size])
-        names.append(name)
-    return names
+        return write_tar_parts(folder, out, "selected-checkpoint", "selected-checkpoint/", part_mib)
 
 
 def render_summary(results: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from es_rerank.cli.fine_tuning_options import FINE_TUNING_SETTINGS
 from es_rerank.cli.options import opensearch_url, option, progress_bar
 
 # Training settings as options: (AdaptConfig field, click type, help). base_model is --base.
@@ -39,16 +40,8 @@ TRAIN_SETTINGS = [
     ("queries_per_step", click.IntRange(min=1), "Queries per optimizer step."),
     ("epochs", click.FloatRange(min=0, min_open=True), "Passes over the prepared groups."),
     ("labelled_weight", click.FloatRange(min=0), "Weight of the LCE loss of labelled groups (--labelled-groups)."),
-    ("lr", float, "Peak learning rate of AdamW."),
-    ("weight_decay", float, "AdamW weight decay (not on biases and LayerNorm)."),
-    ("warmup_fraction", float, "Fraction of the steps with a linear LR warmup (then linear decay to 0)."),
-    ("max_grad_norm", float, "Clip the gradient norm to this (0: no clipping)."),
-    ("max_length", click.IntRange(min=8), "Pair length in tokens (the document is cut to fit)."),
-    ("query_max_length", click.IntRange(min=1), "Query length in tokens."),
-    ("precision", click.Choice(["auto", "bf16", "fp16", "fp32"]), "Autocast precision; auto: bf16 on GPU, fp32 on CPU."),
-    ("dropout", float, "Override every dropout rate of the model (default: keep the model's own)."),
     ("freeze_embeddings", bool, "Keep the word embeddings fixed (fewer weights to move on little data)."),
-    ("seed", click.IntRange(min=0), "Seed of the head initialisation, the batches and dropout."),
+    *FINE_TUNING_SETTINGS,
     ("probe_queries", click.IntRange(min=0), "Pseudo groups whose distillation loss is measured before and after."),
     ("log_every", click.IntRange(min=1), "Log the loss every this many steps."),
     ("save_every", click.IntRange(min=0), "Save resumable state every this many steps."),

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from es_rerank.cli.fine_tuning_options import FINE_TUNING_SETTINGS
 from es_rerank.cli.options import option
 
 # Every training setting as a command-line option: (name, click type, help). Defaults are the
@@ -25,15 +26,7 @@ SETTINGS = [
     ("queries_per_step", click.IntRange(min=1), "Queries per optimizer step, over all processes and micro-batches."),
     ("grad_accum", click.IntRange(min=1), "Micro-batches per step on each process (gradient accumulation)."),
     ("steps", click.IntRange(min=1), "Optimizer steps."),
-    ("lr", float, "Peak learning rate of AdamW."),
-    ("weight_decay", float, "AdamW weight decay (not applied to biases and LayerNorm)."),
-    ("warmup_fraction", float, "Fraction of the steps with a linear LR warmup (then linear decay to 0)."),
-    ("max_grad_norm", float, "Clip the gradient norm to this (0: no clipping)."),
-    ("max_length", click.IntRange(min=8), "Pair length in tokens (the document is cut to fit)."),
-    ("query_max_length", click.IntRange(min=1), "Query length in tokens."),
-    ("precision", click.Choice(["auto", "bf16", "fp16", "fp32"]), "Autocast precision; auto: bf16 on GPU, fp32 on CPU."),
-    ("dropout", float, "Override every dropout rate of the model (default: keep the model's own)."),
-    ("seed", click.IntRange(min=0), "Seed of the head initialisation, the batches and dropout."),
+    *FINE_TUNING_SETTINGS,
     ("dev_fraction", float, "Fraction of training queries held out as the dev split (needs --dev-run)."),
     ("split_seed", click.IntRange(min=0), "Seed of the dev hold-out (independent of --seed)."),
     ("eval_every", click.IntRange(min=0), "Evaluate on the dev split every this many steps (and at the end)."),
