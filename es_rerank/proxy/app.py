@@ -35,7 +35,7 @@ from es_rerank.fusion import fuse
 from es_rerank.proxy.batcher import Batcher
 from es_rerank.proxy.httperror import ProxyHTTPError, error_body
 from es_rerank.proxy.jsonio import dumps, loads
-from es_rerank.proxy.limits import check_declared_length, inflate, read_body, stream_body
+from es_rerank.proxy.limits import check_declared_length, inflate, read_body, refuse_deep_json, stream_body
 from es_rerank.proxy.metrics import Counter, Gauge, ProxyMetrics
 from es_rerank.proxy.paths import check_path
 from es_rerank.proxy.plan import (DEFAULT_MAX_RESULT_WINDOW, PassThrough, RerankPlan, RerankSpec, SearchRequest,
@@ -358,11 +358,14 @@ async def _relay(context: ProxyContext, request: web.Request, path_qs: str, body
         data = body
     elif not request.body_exists:
         data = None
-    elif request.content_length is not None and request.content_length <= INLINE_BODY_BYTES:
+    elif _read_whole(request.content_length, path_qs):
         data = await read_body(request.content, request.content_length, limits.max_body_bytes, limits.body_timeout_s)
     else:
         check_declared_length(request.content_length, limits.max_body_bytes)
         data = _watch(stream_body(request.content, limits.max_body_bytes, limits.body_timeout_s), stream_error)
+    if isinstance(data, bytes):
+        refuse_deep_json(data, client_headers.get("Content-Type", ""), client_headers.get("Content-Encoding", ""),
+                         limits.max_json_depth, limits.max_body_bytes)
     try:
         upstream = await context.upstream.send(request.method, path_qs, headers, data)
     except ProxyHTTPError:
@@ -375,6 +378,18 @@ async def _relay(context: ProxyContext, request: web.Request, path_qs: str, body
         raise context.upstream.error(exc) from exc
     finally:
         upstream.release()
+
+
+def _read_whole(content_length: int | None, path_qs: str) -> bool:
+    """Small bodies are read whole (and depth-checked); large ones, and chunked `_bulk` loads, stream.
+
+    Example:
+        >>> _read_whole(None, "/docs/_count"), _read_whole(None, "/_bulk?refresh=true"), _read_whole(5 << 20, "/x")
+        (True, False, False)
+    """
+    if content_length is None:
+        return not path_qs.partition("?")[0].endswith("/_bulk")
+    return content_length <= INLINE_BODY_BYTES
 
 
 async def _watch(chunks, errors: list):

@@ -187,6 +187,34 @@ def raw_json_depth(raw: bytes) -> int:
     return depth
 
 
+def refuse_deep_json(body: bytes, content_type: str, encoding: str, limit: int, max_bytes: int) -> None:
+    """400 in OpenSearch's shape for a JSON or NDJSON body, read whole, nested deeper than `limit`.
+
+    OpenSearch can die of a stack overflow on a deeply nested query, so the cap holds on every
+    path, not only on reranked searches. Bodies that are not JSON, do not decode, or inflate past
+    1 MiB (where brackets inside strings would be counted) are left for OpenSearch to answer.
+
+    Example:
+        >>> refuse_deep_json(b'{"a": [[1]]}', "application/json", "", 2, 100)
+        Traceback (most recent call last):
+        ...
+        es_rerank.proxy.httperror.ProxyHTTPError: request JSON nests 3 levels deep; the proxy accepts at most 2
+        >>> refuse_deep_json(b'[[[', "text/plain", "", 2, 100)   # not JSON: relayed as it is
+    """
+    if not body or "json" not in content_type.lower():
+        return
+    try:
+        plain = inflate(body, encoding, max_bytes)
+    except ProxyHTTPError:
+        return
+    if len(plain) > _EXACT_DEPTH_BYTES:
+        return
+    depth = raw_json_depth(plain)
+    if depth > limit:
+        raise ProxyHTTPError(400, "parsing_exception",
+                             f"request JSON nests {depth} levels deep; the proxy accepts at most {limit}")
+
+
 def _bracket_depth(brackets: bytes) -> int:
     if not brackets:
         return 0

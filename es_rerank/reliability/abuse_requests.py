@@ -38,6 +38,18 @@ def _deep(levels: int) -> bytes:
     return b'{"query":' + b'{"a":' * levels + b"{}" + b"}" * levels + b"}"
 
 
+def _deep_bools(levels: int) -> bytes:
+    """A real query: `levels` bool queries, each the only `must` clause of the one above."""
+    return (b'{"query":' + b'{"bool":{"must":[' * levels + b'{"match_all":{}}' + b"]}}" * levels + b"}")
+
+
+def _chunked_count(index: str, body: bytes) -> bytes:
+    """A `_count` whose body comes chunked (no Content-Length), as streaming clients send it."""
+    head = (f"POST /{index}/_count HTTP/1.1\r\nHost: proxy\r\nX-Opaque-Id: rel-abuse-deep-chunked\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    return head.encode() + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+
+
 def _search(name: str, family: str, body, expect: Expect, params: str = "", index: str | None = None,
             content_type: str = "application/json", headers: tuple[tuple[str, str], ...] = ()) -> RawCase:
     """A `_search` case; `body` is bytes or a function of the target giving bytes or a JSON value."""
@@ -65,6 +77,7 @@ def _gzip_search(name: str, encoding: str, compress, expect: Expect, index: str 
 
 
 TOO_LARGE = Expect((413,), closed=True, error_type="content_too_long_exception", origin="proxy")
+TOO_DEEP = Expect((400,), error_type="parsing_exception", origin="proxy")
 
 BODY_CASES = (
     _search("json_10000_levels_deep", "body", _deep(DEEP_LEVELS),
@@ -72,11 +85,23 @@ BODY_CASES = (
     _search("json_10000_levels_deep_arrays", "body", b'{"query":' + b"[" * DEEP_LEVELS + b"]" * DEEP_LEVELS + b"}",
             Expect((400,), error_type="parsing_exception", origin="proxy")),
     _search("json_150_levels_deep", "body", _deep(150), Expect((400,), error_type="parsing_exception", origin="proxy")),
-    _search("json_10000_levels_deep_unconfigured_index", "body", _deep(DEEP_LEVELS), AS_DIRECT,
+    # Pass-through paths are capped too: nested bool queries a few hundred deep overflow OpenSearch's stack.
+    _search("json_10000_levels_deep_unconfigured_index", "body", _deep(DEEP_LEVELS), TOO_DEEP,
+            index=UNCONFIGURED_INDEX),
+    _search("bool_query_400_levels_deep_unconfigured_index", "body", _deep_bools(400), TOO_DEEP,
             index=UNCONFIGURED_INDEX),
     _raw("json_10000_levels_deep_count", "body",
          lambda t: http_request("POST", f"/{t.index}/_count", _deep(DEEP_LEVELS), opaque_id="rel-abuse-deep-count"),
-         AS_DIRECT),
+         TOO_DEEP),
+    _raw("bool_query_400_levels_deep_count", "body",
+         lambda t: http_request("POST", f"/{t.index}/_count", _deep_bools(400), opaque_id="rel-abuse-deep-bools"),
+         TOO_DEEP),
+    _raw("bool_query_400_levels_deep_count_chunked", "body", lambda t: _chunked_count(t.index, _deep_bools(400)),
+         TOO_DEEP),
+    _raw("bool_query_400_levels_deep_msearch", "body",
+         lambda t: http_request("POST", "/_msearch", b'{"index":"' + t.index.encode() + b'"}\n' + _deep_bools(400) + b"\n",
+                                content_type="application/x-ndjson", opaque_id="rel-abuse-deep-msearch"),
+         TOO_DEEP),
     _gzip_search("gzip_bomb", "gzip", gzip.compress, TOO_LARGE),
     _gzip_search("deflate_bomb", "deflate", zlib.compress, TOO_LARGE),
     _search("gzip_not_gzip", "body", b"definitely not gzip",
