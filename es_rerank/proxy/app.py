@@ -181,24 +181,10 @@ class ProxyContext:
             reasons.append("draining after SIGTERM")
         if self.batcher is None:
             model = "none: reranking is off"
-        elif not self.batcher.warm.is_set():
-            model = "warming up"
-            reasons.append("model is warming up")
-        elif self.batcher.warm_error:
-            model = f"failed: {self.batcher.warm_error}"
-            reasons.append("model failed its warm-up call")
         else:
-            model = "loaded"
-        dense = {}
-        for name, batcher in self.dense_batchers.items():
-            if not batcher.warm.is_set():
-                dense[name] = "warming up"
-                reasons.append(f"dense model {name} is warming up")
-            elif batcher.warm_error:
-                dense[name] = f"failed: {batcher.warm_error}"
-                reasons.append(f"dense model {name} failed its warm-up call")
-            else:
-                dense[name] = "loaded"
+            model = _warm_state(self.batcher, "model", reasons)
+        dense = {name: _warm_state(batcher, f"dense model {name}", reasons)
+                 for name, batcher in self.dense_batchers.items()}
         opensearch = await self.opensearch_reachable()
         if not opensearch:
             reasons.append("OpenSearch is unreachable")
@@ -209,6 +195,17 @@ class ProxyContext:
         if dense:
             details["dense_models"] = dense
         return ready, details
+
+
+def _warm_state(batcher: Batcher, label: str, reasons: list[str]) -> str:
+    """'warming up', 'failed: ...' or 'loaded' for one scoring worker; adds why it is not ready to `reasons`."""
+    if not batcher.warm.is_set():
+        reasons.append(f"{label} is warming up")
+        return "warming up"
+    if batcher.warm_error:
+        reasons.append(f"{label} failed its warm-up call")
+        return f"failed: {batcher.warm_error}"
+    return "loaded"
 
 
 CONTEXT = web.AppKey("es_rerank_proxy", ProxyContext)
@@ -317,6 +314,8 @@ async def _search(context: ProxyContext, request: web.Request, path: str, query_
         if request.body_exists else b""
     encoding = request.headers.get("Content-Encoding", "")
     body = inflate(raw, encoding, limits.max_body_bytes) if raw and encoding else raw
+    # Checked here, once, on the inflated body: every search below, relayed or reranked, is capped.
+    refuse_deep_json(body, request.headers.get("Content-Type", ""), "", limits.max_json_depth, limits.max_body_bytes)
     if context.batcher is None:  # no model: relay, only taking out ext.rerank (OpenSearch would reject it)
         plan = PassThrough("no model loaded", strip_rerank_ext(body))
     else:
@@ -360,12 +359,11 @@ async def _relay(context: ProxyContext, request: web.Request, path_qs: str, body
         data = None
     elif _read_whole(request.content_length, path_qs):
         data = await read_body(request.content, request.content_length, limits.max_body_bytes, limits.body_timeout_s)
+        refuse_deep_json(data, client_headers.get("Content-Type", ""), client_headers.get("Content-Encoding", ""),
+                         limits.max_json_depth, limits.max_body_bytes)
     else:
         check_declared_length(request.content_length, limits.max_body_bytes)
         data = _watch(stream_body(request.content, limits.max_body_bytes, limits.body_timeout_s), stream_error)
-    if isinstance(data, bytes):
-        refuse_deep_json(data, client_headers.get("Content-Type", ""), client_headers.get("Content-Encoding", ""),
-                         limits.max_json_depth, limits.max_body_bytes)
     try:
         upstream = await context.upstream.send(request.method, path_qs, headers, data)
     except ProxyHTTPError:
