@@ -23,9 +23,15 @@ os.environ.setdefault("ES_RERANK_NO_PROGRESS", "1")
 
 
 def pytest_collection_modifyitems(config, items):
+    # Marked by what a test needs, so the fast lane (`scripts/test --fast`) can leave those out.
     for item in items:
+        needs = set(getattr(item, "fixturenames", ()))
         if "tests/integration" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(pytest.mark.integration)
+        if "opensearch_url" in needs:
+            item.add_marker(pytest.mark.node)
+        if "minilm_export" in needs:
+            item.add_marker(pytest.mark.export)
 
 
 @pytest.fixture(scope="session")

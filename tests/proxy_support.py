@@ -92,6 +92,21 @@ class GatedScorer(TermOverlapScorer):
         self.gate.set()
 
 
+class WarmUpGatedScorer(TermOverlapScorer):
+    """A real scorer whose first call (the warm-up) waits until `release()`: holds the proxy not ready on demand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def score_pairs(self, queries, documents):
+        self.gate.wait(60)
+        return super().score_pairs(queries, documents)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
 def settings_for(upstream_url: str, *rules: IndexRule, **sections) -> ProxySettings:
     """Proxy settings on a free port; `sections` replace whole sub-settings (limits=..., load=..., upstream=...)."""
     settings = ProxySettings(UpstreamSettings(upstream_url), rules=tuple(rules), server=ServerSettings(port=0))

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 from es_rerank.errors import ConfigError
 
 LOSSES = ("bce", "lce")
+OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
@@ -43,6 +44,7 @@ class TrainConfig:
     queries_per_step: int = 32
     grad_accum: int = 1
     steps: int = 300
+    optimizer: str = "adamw"
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
@@ -67,6 +69,7 @@ class TrainConfig:
         _check(isinstance(self.base_model, str) and self.base_model != "", "base_model",
                "a local model directory or a hub id", self.base_model)
         _check(self.loss in LOSSES, "loss", " or ".join(LOSSES), self.loss)
+        _check(self.optimizer in OPTIMIZERS, "optimizer", " or ".join(OPTIMIZERS), self.optimizer)
         _check(self.precision in PRECISIONS, "precision", ", ".join(PRECISIONS), self.precision)
         for name, low in (("group_size", 2), ("neg_depth", 1), ("queries_per_step", 1), ("grad_accum", 1),
                           ("steps", 1), ("max_length", 8), ("query_max_length", 1), ("eval_depth", 1),

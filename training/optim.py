@@ -1,4 +1,4 @@
-"""AdamW, its learning-rate schedule, and the autocast precision of a run.
+"""The optimizer (AdamW, or plain SGD), its learning-rate schedule, and the autocast precision of a run.
 
 Example:
     >>> resolve_precision("fp32", torch.device("cpu")) is None
@@ -14,13 +14,19 @@ from es_rerank.training.config import TrainConfig
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW; biases and LayerNorm weights get no weight decay (the usual BERT fine-tuning setup)."""
+    """AdamW; biases and LayerNorm weights get no weight decay (the usual BERT fine-tuning setup).
+
+    `optimizer: sgd` is plain SGD (no momentum), whose update is linear in the gradient: it makes
+    checks such as "N processes compute the update one process computes" exact arithmetic.
+    """
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         (no_decay if param.dim() < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr)
     return torch.optim.AdamW(groups, lr=config.lr, fused=device.type == "cuda")
 
 

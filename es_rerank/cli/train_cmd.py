@@ -26,6 +26,7 @@ SETTINGS = [
     ("queries_per_step", click.IntRange(min=1), "Queries per optimizer step, over all processes and micro-batches."),
     ("grad_accum", click.IntRange(min=1), "Micro-batches per step on each process (gradient accumulation)."),
     ("steps", click.IntRange(min=1), "Optimizer steps."),
+    ("optimizer", click.Choice(["adamw", "sgd"]), "adamw (default) or plain SGD without momentum (for exact checks)."),
     *FINE_TUNING_SETTINGS,
     ("dev_fraction", float, "Fraction of training queries held out as the dev split (needs --dev-run)."),
     ("split_seed", click.IntRange(min=0), "Seed of the dev hold-out (independent of --seed)."),

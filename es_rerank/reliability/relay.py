@@ -93,7 +93,8 @@ class FaultRelay:
         return f"http://127.0.0.1:{self.port}"
 
     def set_mode(self, mode: str, latency_s: float = 0.0) -> None:
-        """Switch the fault; `reset` also resets every open connection at once.
+        """Switch the fault; `reset` also resets every open connection at once. Returns once the
+        new mode is in force, so the next exchange sees it.
 
         Example:
             >>> relay.set_mode("blackhole")   # doctest: +SKIP
@@ -102,7 +103,14 @@ class FaultRelay:
             raise ValueError(f"relay mode must be one of {MODES}, got {mode!r}")
         if mode == "latency" and latency_s <= 0:
             raise ValueError(f"latency mode needs latency_s > 0, got {latency_s}")
-        self._loop.call_soon_threadsafe(self._switch, mode, latency_s)
+        switched = threading.Event()
+
+        def switch() -> None:
+            self._switch(mode, latency_s)
+            switched.set()
+
+        self._loop.call_soon_threadsafe(switch)
+        switched.wait()
 
     def _switch(self, mode: str, latency_s: float) -> None:
         self.mode, self.latency_s = mode, latency_s

@@ -3,9 +3,9 @@ and the proxy's own endpoints. Contract lines 14-20 (SIGTERM is in test_proxy_si
 """
 
 import json
+import select
 import socket
 import threading
-import time
 from dataclasses import replace
 
 import pytest
@@ -13,8 +13,8 @@ import requests
 
 from es_rerank.config import IndexRule, LimitSettings, LoadSettings, UpstreamSettings
 from es_rerank.errors import ScoringError
-from tests.proxy_support import (GatedScorer, OutOfMemoryScorer, RaisingScorer, RawUpstream, SlowScorer,
-                                 TermOverlapScorer, running_proxy, settings_for)
+from tests.proxy_support import (GatedScorer, OutOfMemoryScorer, RaisingScorer, RawUpstream,
+                                 TermOverlapScorer, WarmUpGatedScorer, running_proxy, settings_for)
 
 MATCH = {"query": {"match": {"text": "breast cancer prognosis"}}}
 JSON = {"Content-Type": "application/json"}
@@ -89,13 +89,17 @@ def test_model_failures_give_the_bm25_page_with_200(opensearch_url, scifact_inde
 
 def test_a_model_slower_than_the_deadline_falls_back_in_time(opensearch_url, scifact_index):
     rule = IndexRule(scifact_index, window=30, deadline_ms=150)
-    with running_proxy(settings_for(opensearch_url, rule), SlowScorer(1.5), wait_warm=False) as proxy:
-        started = time.monotonic()
-        response = search(proxy.url, scifact_index, MATCH)
-        elapsed = time.monotonic() - started
+    scorer = GatedScorer()
+    with running_proxy(settings_for(opensearch_url, rule), scorer) as proxy:
+        try:
+            response = search(proxy.url, scifact_index, MATCH)
+            # The answer came while the model was still held inside its call: the deadline, not
+            # the model, ended the rerank stage.
+            assert scorer.entered.is_set() and not scorer.gate.is_set()
+        finally:
+            scorer.release()
     assert response.status_code == 200 and response.headers["X-Rerank-Reason"] == "timeout"
     assert hit_ids(response) == hit_ids(search(opensearch_url, scifact_index, MATCH))
-    assert elapsed < 1.0
 
 
 def hold_one_search(proxy, index):
@@ -157,9 +161,7 @@ def test_an_unanswered_connect_gives_504_after_the_connect_timeout():
         with socket.create_connection(full.getsockname()):
             upstream = UpstreamSettings(url, connect_timeout_s=0.3, read_timeout_s=30)
             with running_proxy(replace(settings_for(url), upstream=upstream)) as proxy:
-                started = time.monotonic()
-                response = requests.get(proxy.url + "/_cluster/health")
-                assert time.monotonic() - started < 3
+                response = requests.get(proxy.url + "/_cluster/health", timeout=60)
                 assert proxy.context.metrics.upstream_errors.value(("timeout",)) == 1
     assert response.status_code == 504 and error_of(response)["type"] == "upstream_timeout_exception"
 
@@ -168,9 +170,7 @@ def test_a_stalled_opensearch_gives_504_after_the_read_timeout():
     with RawUpstream(stall_s=5) as stalled:
         settings = replace(settings_for(stalled.url), upstream=UpstreamSettings(stalled.url, read_timeout_s=0.5))
         with running_proxy(settings) as proxy:
-            started = time.monotonic()
-            response = requests.get(proxy.url + "/_cluster/health")
-            assert time.monotonic() - started < 3
+            response = requests.get(proxy.url + "/_cluster/health", timeout=60)
     assert response.status_code == 504 and error_of(response)["type"] == "upstream_timeout_exception"
 
 
@@ -194,9 +194,8 @@ def limited_proxy(opensearch_url, scifact_index):
 def test_an_oversized_body_gets_413_before_it_is_sent(limited_proxy, scifact_index):
     head = (f"POST /{scifact_index}/_search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             "Content-Length: 50000000\r\n\r\n").encode()
-    started = time.monotonic()
-    answer = raw_exchange(limited_proxy.url, head)  # no body byte sent: the answer cannot wait for it
-    assert answer.startswith(b"HTTP/1.1 413") and time.monotonic() - started < 5
+    answer = raw_exchange(limited_proxy.url, head, timeout=60)  # no body byte sent: the answer cannot wait for it
+    assert answer.startswith(b"HTTP/1.1 413")
     assert b'"status":413' in answer and b"Connection: close" in answer
     bulk = requests.post(limited_proxy.url + "/_bulk", data=b"x" * 5000, headers={"Content-Type": "application/x-ndjson"})
     assert bulk.status_code == 413 and error_of(bulk)["type"] == "content_too_long_exception"
@@ -234,7 +233,7 @@ def test_malformed_json_gets_opensearchs_own_400(limited_proxy, opensearch_url, 
         assert (through.status_code, through.content) == (direct.status_code, direct.content)
 
 
-def test_a_slow_client_times_out_without_holding_up_others(limited_proxy, scifact_index):
+def test_a_slow_client_times_out_without_holding_up_others(opensearch_url, scifact_index):
     body = json.dumps(MATCH).encode()
     head = (f"POST /{scifact_index}/_search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode()
@@ -242,13 +241,21 @@ def test_a_slow_client_times_out_without_holding_up_others(limited_proxy, scifac
 
     def meanwhile(conn):
         conn.sendall(body[:10])  # then stall
-        started = time.monotonic()
-        others.append(search(limited_proxy.url, scifact_index, MATCH, timeout=5))
-        others.append(time.monotonic() - started)
+        others.append(search(proxy.url, scifact_index, MATCH, timeout=60))
+        others.append(unanswered(conn))
 
-    answer = raw_exchange(limited_proxy.url, head, then=meanwhile)
+    limits = LimitSettings(body_timeout_s=10.0)  # far longer than a search, even on a loaded machine
+    with running_proxy(settings_for(opensearch_url, IndexRule(scifact_index), limits=limits),
+                       TermOverlapScorer()) as proxy:
+        answer = raw_exchange(proxy.url, head, timeout=60, then=meanwhile)
     assert answer.startswith(b"HTTP/1.1 408")
-    assert others[0].status_code == 200 and others[1] < 1.0
+    assert others[0].status_code == 200 and others[1], "the other search waited for the stalled one"
+
+
+def unanswered(conn) -> bool:
+    """True while nothing has arrived on `conn` (nothing is read, so the later read still sees it)."""
+    readable, _, _ = select.select([conn], [], [], 0)
+    return not readable
 
 
 def test_malformed_http_gets_400_and_a_closed_connection(limited_proxy):
@@ -293,10 +300,12 @@ def test_health_ready_and_metrics(limited_proxy, scifact_index):
 
 
 def test_not_ready_while_the_model_warms_up_or_after_it_failed(opensearch_url, scifact_index):
-    with running_proxy(settings_for(opensearch_url, IndexRule(scifact_index)), SlowScorer(1.0), wait_warm=False) as proxy:
+    warming_scorer = WarmUpGatedScorer()
+    with running_proxy(settings_for(opensearch_url, IndexRule(scifact_index)), warming_scorer, wait_warm=False) as proxy:
         warming = requests.get(proxy.url + "/_rerank/ready")
         assert warming.status_code == 503 and "model is warming up" in warming.json()["reasons"]
-        proxy.context.batcher.warm.wait(5)
+        warming_scorer.release()
+        assert proxy.context.batcher.warm.wait(60)
         assert requests.get(proxy.url + "/_rerank/ready").status_code == 200
     with running_proxy(settings_for(opensearch_url, IndexRule(scifact_index)), RaisingScorer(ScoringError("bad onnx"))) as proxy:
         failed = requests.get(proxy.url + "/_rerank/ready")

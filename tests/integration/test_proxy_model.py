@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from es_rerank.proxy.server import LISTENING
 from es_rerank.rerank import rerank_hits
 from es_rerank.retrieval import bm25_body, hits_from_response
 from tests.conftest import REPO
+from tests.support.waiting import wait_until
 from tests.fixtures_export import minilm_export, one_logit_checkpoint  # noqa: F401 (fixtures)
 
 QUERY = "0-dimensional biomaterials show inductive properties"
@@ -36,10 +36,8 @@ def served(minilm_export, opensearch_url, scifact_index):
         process.kill()
         pytest.fail("es-rerank serve did not start")
     threading.Thread(target=process.stderr.read, daemon=True).start()
-    for _ in range(300):
-        if requests.get(url + "/_rerank/ready").status_code == 200:
-            break
-        time.sleep(0.2)
+    wait_until(lambda: requests.get(url + "/_rerank/ready").status_code == 200, "the served model to be ready",
+               cap_s=120, every_s=0.2)
     yield url
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0

@@ -9,13 +9,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import requests
 
 from es_rerank.proxy.server import LISTENING
 from tests.conftest import REPO
+from tests.support.waiting import wait_until
 
 SLOW_SCORER_PROXY = """
 import sys
@@ -33,12 +33,8 @@ run_until_signal(settings, SlowScorer(float(sys.argv[3])),
 def start(command):
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                env={**os.environ, "ES_RERANK_NO_PROGRESS": "1"})
-    deadline = time.monotonic() + 60
     lines = []
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
+    for line in process.stderr:  # ends when the process does
         lines.append(line)
         if line.startswith(LISTENING):
             threading.Thread(target=process.stderr.read, daemon=True).start()  # keep the pipe drained
@@ -54,17 +50,24 @@ def in_background(fn):
     return thread, box
 
 
+def refused(url: str) -> bool:
+    try:
+        requests.get(url + "/_rerank/health", timeout=5)
+    except requests.exceptions.ConnectionError:
+        return True
+    return False
+
+
 def check_drain(process, url, thread, box):
     """SIGTERM now: ready 503 during the delay, then refused connections, then the in-flight answer and exit 0."""
     process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    ready = requests.get(url + "/_rerank/ready", timeout=5)
-    assert ready.status_code == 503 and "draining after SIGTERM" in ready.json()["reasons"]
-    time.sleep(1.2)  # past the 1 s drain delay: the listening socket is closed
-    with pytest.raises(requests.exceptions.ConnectionError):
-        requests.get(url + "/_rerank/health", timeout=2)
-    thread.join(30)
-    assert process.wait(30) == 0
+    # A 503 Response is falsy (`Response.ok`), hence the list around it.
+    ready = wait_until(lambda: [r for r in [requests.get(url + "/_rerank/ready", timeout=5)] if r.status_code == 503],
+                       "readiness to turn false after SIGTERM")[0]
+    assert "draining after SIGTERM" in ready.json()["reasons"]
+    wait_until(lambda: refused(url), "the listening socket to close after the drain delay")
+    thread.join(60)
+    assert process.wait(60) == 0
     return box["result"]
 
 
@@ -72,10 +75,12 @@ def test_sigterm_lets_an_in_flight_request_finish_through_the_cli(opensearch_url
     process, url = start([sys.executable, "-m", "es_rerank", "serve", "--opensearch", opensearch_url, "--port", "0",
                           "--drain-delay-s", "1", "--drain-timeout-s", "20"])
     try:
-        # A real request that OpenSearch itself holds for 3 s before answering.
+        # A real request that OpenSearch itself holds for 10 s before answering; SIGTERM once
+        # OpenSearch lists it as a running task, i.e. the proxy has relayed it.
         thread, box = in_background(lambda: requests.get(
-            url + "/_cluster/health?wait_for_nodes=9&timeout=3s", timeout=30))
-        time.sleep(0.5)
+            url + "/_cluster/health?wait_for_nodes=9&timeout=10s", timeout=60))
+        wait_until(lambda: requests.get(opensearch_url + "/_tasks?actions=cluster:monitor/health",
+                                        timeout=5).json()["nodes"], "OpenSearch to hold the relayed health request")
         response = check_drain(process, url, thread, box)
         assert response.status_code == 408 and response.json()["timed_out"] is True
     finally:
@@ -83,16 +88,15 @@ def test_sigterm_lets_an_in_flight_request_finish_through_the_cli(opensearch_url
 
 
 def test_sigterm_lets_an_in_flight_rerank_finish(opensearch_url, scifact_index):
-    process, url = start([sys.executable, "-c", SLOW_SCORER_PROXY, opensearch_url, scifact_index, "2.5"])
+    process, url = start([sys.executable, "-c", SLOW_SCORER_PROXY, opensearch_url, scifact_index, "5"])
     try:
-        for _ in range(100):  # the warm-up call takes 2.5 s too
-            if requests.get(url + "/_rerank/ready", timeout=5).status_code == 200:
-                break
-            time.sleep(0.2)
+        wait_until(lambda: requests.get(url + "/_rerank/ready", timeout=5).status_code == 200,
+                   "the proxy to be ready (the warm-up call takes 5 s too)")
         body = json.dumps({"query": {"match": {"text": "breast cancer"}}})
-        thread, box = in_background(lambda: requests.post(url + f"/{scifact_index}/_search", data=body, timeout=30,
+        thread, box = in_background(lambda: requests.post(url + f"/{scifact_index}/_search", data=body, timeout=60,
                                                           headers={"Content-Type": "application/json"}))
-        time.sleep(0.5)
+        wait_until(lambda: "es_rerank_in_flight 1" in requests.get(url + "/_rerank/metrics", timeout=5).text,
+                   "the search to be in the model")
         response = check_drain(process, url, thread, box)
         assert response.status_code == 200 and response.headers["X-Rerank"] == "reranked"
     finally:

@@ -113,33 +113,96 @@ def one_process(mined, tiny_base, data_dir, tmp_path_factory):
     return out, log
 
 
-def test_two_gloo_processes_train_what_one_process_trains(one_process, mined, tiny_base, data_dir, tmp_path):
-    single, single_log = one_process
-    config = tiny_config(tiny_base)
+def sgd_config(base) -> TrainConfig:
+    """Plain SGD, no clipping, no warmup: the update is linear in the summed gradient, so N
+    processes averaging their gradients must give one process's update up to float32 rounding."""
+    return tiny_config(base, optimizer="sgd", lr=1.0, steps=3, max_grad_norm=0.0, weight_decay=0.0)
+
+
+# float32 has a unit roundoff of 2**-24 (6e-8). Splitting a step over two processes changes only
+# the order of the sums (over pairs, and inside matmuls whose blocking follows the batch shape),
+# each a few dozen terms long here, so a gradient entry moves by about 64 * 6e-8 = 4e-6 of its
+# size, and with SGD so does the update built from it. 1e-3 of how far training moved the weights
+# leaves a 250x margin for the few steps' compounding. Each step also rounds the weight itself
+# to its own precision: at most one ulp (2**-23 of the largest weight) a step. Leaving out one of
+# two ranks' gradients changes the update by about half
+# (test_the_bound_catches_a_rank_left_out_of_the_average).
+DDP_BOUND = 1e-3
+
+
+def divergence(one: dict, two: dict, base: dict, steps: int) -> tuple[float, float, float]:
+    """(how far `one` moved from `base`, the largest difference between `one` and `two`, and the
+    bound that difference must stay under when both computed the same updates)."""
+    moved = max((one[k] - base[k.removeprefix("bert.")]).abs().max().item() for k in one
+                if k.removeprefix("bert.") in base)
+    differ = max((one[k] - two[k]).abs().max().item() for k in one)
+    largest = max(v.abs().max().item() for v in one.values())
+    return moved, differ, DDP_BOUND * moved + steps * 2.0 ** -23 * largest
+
+
+def run_one_process(config, mined, data_dir, out):
+    inputs = TrainInputs(mined / "groups.jsonl", data_dir / "scifact", data_dir / "scifact")
+    return train(config, inputs, out, show_progress=False, write_state=False)
+
+
+def test_two_gloo_processes_train_what_one_process_trains(mined, tiny_base, data_dir, tmp_path):
+    config = sgd_config(tiny_base)
+    single_log = run_one_process(config, mined, data_dir, tmp_path / "single")
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                "--master_port", str(free_port()), "-m", "es_rerank", "train", "--out", str(out),
                "--groups", str(mined / "groups.jsonl"), "--corpus", str(data_dir / "scifact"),
-               "--queries", str(data_dir / "scifact")]
+               "--queries", str(data_dir / "scifact"), "--save-every", "0"]
     for key, value in config.to_dict().items():
-        if key in ("notes", "bce_balanced", "compile"):
+        if key in ("notes", "bce_balanced", "compile", "save_every"):
             continue
         command += [f"--{key.replace('_', '-')}", str(value)]
     env = {**os.environ, "ES_RERANK_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     ddp_log = json.loads((out / "train_log.json").read_text())
-    assert ddp_log["world_size"] == 2
+    assert ddp_log["world_size"] == 2 and ddp_log["config"]["optimizer"] == "sgd"
     assert [e["loss"] for e in ddp_log["loss_log"]] == pytest.approx([e["loss"] for e in single_log["loss_log"]],
                                                                      rel=1e-5)
-    base = weights(tiny_base)
-    one, two = weights(single), weights(out)
-    moved = max((one[k] - base[k.removeprefix("bert.")]).abs().max().item() for k in one
-                if k.removeprefix("bert.") in base)
-    # LCE is blind to a shift shared by a whole group, so the head's bias gets a gradient of pure
-    # rounding noise, which Adam scales up to full-size steps: it is left out of the comparison.
-    differ = max((one[k] - two[k]).abs().max().item() for k in one if k != "classifier.bias")
-    assert moved > 1e-3 and differ < 0.02 * moved, (moved, differ)
+    moved, differ, bound = divergence(weights(tmp_path / "single"), weights(out), weights(tiny_base), config.steps)
+    assert moved > 10 * bound and differ < bound, (moved, differ, bound)
+
+
+def _rank_left_out(rank: int, port: int, config: TrainConfig, inputs: TrainInputs, out) -> None:
+    """One rank of a 2-process run whose gradient average silently drops rank 1's gradient.
+
+    The fault goes in through DDP's public communication hook, on the DDP class the trainer
+    builds; the trainer itself runs unchanged."""
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2", CUDA_VISIBLE_DEVICES="", ES_RERANK_NO_PROGRESS="1")
+    torch.set_num_threads(1)
+
+    def average_without_rank_one(_state, bucket):
+        tensor = bucket.buffer()
+        if dist.get_rank() == 1:
+            tensor.zero_()
+        tensor.div_(dist.get_world_size())
+        return dist.all_reduce(tensor, async_op=True).get_future().then(lambda done: done.value()[0])
+
+    class FaultyDDP(torch.nn.parallel.DistributedDataParallel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.register_comm_hook(None, average_without_rank_one)
+
+    torch.nn.parallel.DistributedDataParallel = FaultyDDP
+    train(config, inputs, out, show_progress=False, write_state=False)
+
+
+def test_the_bound_catches_a_rank_left_out_of_the_average(mined, tiny_base, data_dir, tmp_path):
+    config = sgd_config(tiny_base)
+    run_one_process(config, mined, data_dir, tmp_path / "single")
+    inputs = TrainInputs(mined / "groups.jsonl", data_dir / "scifact", data_dir / "scifact")
+    torch.multiprocessing.spawn(_rank_left_out, args=(free_port(), config, inputs, tmp_path / "faulty"), nprocs=2)
+    moved, differ, bound = divergence(weights(tmp_path / "single"), weights(tmp_path / "faulty"), weights(tiny_base),
+                                      config.steps)
+    assert moved > 10 * bound and differ > 10 * bound, (moved, differ, bound)
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(one_process, mined, tiny_base, data_dir, tmp_path):
