@@ -107,7 +107,7 @@ def _train(config: TrainConfig, inputs: TrainInputs, out_dir: Path, resume: bool
                              config.loss, config.bce_balanced, input_names(tokenizer))
     model.to(runtime.device)
     model.train()
-    parts = Parts(model, tokenizer, build_optimizer(model, config, runtime.device), None,
+    parts = Parts(model, tokenizer, build_optimizer(model, config, runtime.device, config.optimizer), None,
                   torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16))
     parts.scheduler = linear_warmup(parts.optimizer, config.warmup_steps, config.steps)
 
