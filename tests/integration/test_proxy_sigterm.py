@@ -51,8 +51,11 @@ def in_background(fn):
 
 
 def refused(url: str) -> bool:
+    """True once a new connection is refused; an answer, or none yet, means the socket still listens."""
     try:
         requests.get(url + "/_rerank/health", timeout=5)
+    except requests.exceptions.ReadTimeout:  # accepted into the backlog as the listener closed: ask again
+        return False
     except requests.exceptions.ConnectionError:
         return True
     return False
