@@ -15,8 +15,8 @@ Example:
 
 from __future__ import annotations
 
-from es_rerank.reliability.faults import UPSTREAM_FAULTS, FaultWindow
-from es_rerank.reliability.openloop import Record
+from lab.reliability.faults import UPSTREAM_FAULTS, FaultWindow
+from lab.reliability.openloop import Record
 
 ACCEPTABLE = ("ok", "shed", "opensearch_error", "upstream_fault_error", "proxy_down", "closed_unread_at_drain")
 PROXY_UPSTREAM_ERRORS = ("upstream_unavailable_exception", "upstream_timeout_exception")

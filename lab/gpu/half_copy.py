@@ -5,7 +5,7 @@ The GPU machine takes at most 64 MiB of files per call, and MiniLM-L6's fp32 wei
 far under what fine-tuning changes) and copies every other file as is; `load_cross_encoder`
 loads it back into fp32 weights.
 
-Usage: `python -m es_rerank.training.half_copy SRC_DIR DST_DIR`
+Usage: `python -m lab.gpu.half_copy SRC_DIR DST_DIR`
 
 Example:
     >>> half_copy(Path("minilm"), Path("artifacts/train-carry/minilm"))   # doctest: +SKIP
@@ -43,5 +43,5 @@ def half_copy(src: Path, dst: Path) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m es_rerank.training.half_copy SRC_DIR DST_DIR")
+        sys.exit("usage: python -m lab.gpu.half_copy SRC_DIR DST_DIR")
     print(half_copy(Path(sys.argv[1]), Path(sys.argv[2])))

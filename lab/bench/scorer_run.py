@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from es_rerank.bench.candidates import QueryCandidates
-from es_rerank.bench.scorer_bench import Timing, Workload, measure, real_workload, synthetic_workload
+from es_rerank.candidates import QueryCandidates
+from lab.bench.scorer_bench import Timing, Workload, measure, real_workload, synthetic_workload
 from es_rerank.errors import ConfigError
 
 SYSTEMS = ("ort-fp32", "ort-fp16", "ort-int8", "torch-fp32", "torch-fp16")

@@ -20,7 +20,7 @@ bench fusion` to recompute every figure with ir_measures) and, unless `--no-chec
 selected Cranfield student in float16 (`checkpoint/`). Rebuild: `cat adapt-bundle.tar.part-* | tar -x`.
 Students are trained in `--work` (a scratch folder), not in `--out`.
 
-Usage: `python -m es_rerank.training.adapt_gpu --carry artifacts/adapt-carry --out $OUT`
+Usage: `python -m lab.gpu.adapt_gpu --carry artifacts/adapt-carry --out $OUT`
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                     variant["config"]["query_max_length"], cands, f"adapt {selected} on {collection}",
                     bundle / f"{cands}.{selected}.scored.jsonl.gz")
     if selected and not args.no_checkpoint:
-        from es_rerank.training.half_copy import half_copy
+        from lab.gpu.half_copy import half_copy
 
         half_copy(Path(results["variants"][selected]["cranfield"]["checkpoint"]), bundle / "checkpoint")
         results["returned_checkpoint"] = {"variant": selected, "collection": "cranfield", "folder": "checkpoint"}
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def pack(folder: Path, out: Path, part_mib: int = 15) -> list[str]:
     """Tar `folder`'s files into `out/adapt-bundle.tar.part-*`."""
-    from es_rerank.training.tar_parts import write_tar_parts
+    from lab.gpu.tar_parts import write_tar_parts
 
     return write_tar_parts(folder, out, "adapt-bundle", part_mib=part_mib)
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from es_rerank.reliability.loadrun import CORPUS_INDEX, LoadRunSettings, run_load_suite
+from lab.reliability.loadrun import CORPUS_INDEX, LoadRunSettings, run_load_suite
 
 ATHERIS_TIMEOUT_S = 1800
 
@@ -59,9 +59,9 @@ def run_abuse(proxy_url: str, node_url: str, max_body_bytes: int, body_timeout_s
         >>> run_abuse("http://127.0.0.1:9201", "http://127.0.0.1:9270", 8 << 20, 5.0, print)["cases"]   # doctest: +SKIP
         135
     """
-    from es_rerank.reliability.abuse_runner import CATALOGUE, run_cases
-    from es_rerank.reliability.abuse_target import AbuseTarget
-    from es_rerank.reliability.decoy import DecoyServer
+    from lab.reliability.abuse_runner import CATALOGUE, run_cases
+    from lab.reliability.abuse_target import AbuseTarget
+    from lab.reliability.decoy import DecoyServer
 
     log(f"abuse: {len(CATALOGUE)} hostile or malformed requests")
     with DecoyServer() as decoy:
@@ -86,9 +86,9 @@ def run_fuzz(examples: int, atheris_runs: int, log) -> list[dict]:
         'plan_search'
     """
     try:
-        from es_rerank.reliability.fuzz_plan import deep_bodies, deep_body_problems, plan_problems, search_requests
-        from es_rerank.reliability.fuzz_rewrite import rewrite_cases, rewrite_problems
-        from es_rerank.reliability.fuzz_runner import run_property
+        from lab.reliability.fuzz_plan import deep_bodies, deep_body_problems, plan_problems, search_requests
+        from lab.reliability.fuzz_rewrite import rewrite_cases, rewrite_problems
+        from lab.reliability.fuzz_runner import run_property
     except ImportError as exc:
         log(f"fuzzing skipped: {exc} (pip install hypothesis)")
         return []
@@ -111,7 +111,7 @@ def _atheris(runs: int, log) -> dict:
     except ImportError:
         log("atheris is not installed: its harness was skipped (pip install atheris)")
         return {"name": "plan_and_rewrite", "tool": "atheris", "cases": 0, "failures": 0, "example": "not installed"}
-    done = subprocess.run([sys.executable, "-m", "es_rerank.reliability.atheris_harness", f"-atheris_runs={runs}"],
+    done = subprocess.run([sys.executable, "-m", "lab.reliability.atheris_harness", f"-atheris_runs={runs}"],
                           capture_output=True, text=True, timeout=ATHERIS_TIMEOUT_S)
     failed = done.returncode != 0
     log(f"atheris: {runs} runs, {'FAILED' if failed else 'no property violated'}")
@@ -126,7 +126,7 @@ def figures(report: dict, settings: BenchSettings) -> list[dict]:
         >>> figures(report, settings)[0]["unit"]   # doctest: +SKIP
         'req/s'
     """
-    from es_rerank.proxy.benchmark import hardware
+    from lab.proxy_bench.benchmark import hardware
 
     load = settings.load
     stamp = {"hardware": hardware() + " (shared with OpenSearch, the load generator and the relay)",

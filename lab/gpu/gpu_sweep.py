@@ -18,7 +18,7 @@ The carry folder (made by `scripts/prepare_train_carry`) holds `scifact/` (BEIR)
 chosen on dev comes back in `--out` as `selected-checkpoint.tar.part-*` (fp16 weights; the device
 machine returns at most 8 files of 16 MiB): `cat selected-checkpoint.tar.part-* | tar -x`.
 
-Usage: `python -m es_rerank.training.gpu_sweep --carry artifacts/train-carry --out $OUT`
+Usage: `python -m lab.gpu.gpu_sweep --carry artifacts/train-carry --out $OUT`
 """
 
 from __future__ import annotations
@@ -324,8 +324,8 @@ def return_checkpoint(checkpoint: Path, out: Path, part_mib: int = 15) -> list[s
     """
     import tempfile
 
-    from es_rerank.training.half_copy import half_copy
-    from es_rerank.training.tar_parts import write_tar_parts
+    from lab.gpu.half_copy import half_copy
+    from lab.gpu.tar_parts import write_tar_parts
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = half_copy(checkpoint, Path(scratch) / "selected-checkpoint")
@@ -374,7 +374,7 @@ def render_summary(results: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m es_rerank.training.gpu_sweep", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.gpu.gpu_sweep", description=__doc__.split("\n")[0])
     parser.add_argument("--carry", required=True, help="folder with scifact/, groups, runs and minilm/")
     parser.add_argument("--out", default=os.environ.get("OUT", "runs/train-sweep-results"),
                         help="where sweep_results.json and sweep_summary.md go (default: $OUT)")

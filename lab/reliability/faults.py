@@ -15,7 +15,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from es_rerank.reliability.scorers import write_fault
+from lab.reliability.scorers import write_fault
 
 FAULT_KINDS = ("relay_latency", "relay_reset", "relay_blackhole", "scorer_stall", "scorer_oom",
                "opensearch_sigkill", "proxy_sigterm")

@@ -1,7 +1,7 @@
 """Coverage-guided fuzzing of request planning and response rewriting with atheris (optional).
 
 Runs only when asked: `es-rerank bench reliability --atheris-runs N`, or
-`python -m es_rerank.reliability.atheris_harness -atheris_runs=N`. The same properties as the
+`python -m lab.reliability.atheris_harness -atheris_runs=N`. The same properties as the
 hypothesis fuzzing are checked; a violated property raises, which atheris reports as a crash.
 
 Example:
@@ -15,8 +15,8 @@ import sys
 import numpy as np
 
 from es_rerank.proxy.plan import RerankSpec, SearchRequest
-from es_rerank.reliability.fuzz_plan import plan_problems
-from es_rerank.reliability.fuzz_rewrite import RewriteCase, rewrite_problems
+from lab.reliability.fuzz_plan import plan_problems
+from lab.reliability.fuzz_rewrite import RewriteCase, rewrite_problems
 
 PATHS = ("/docs/_search", "/logs-1/_search", "/_search", "/docs,other/_search", "/docs/_count")
 

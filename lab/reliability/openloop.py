@@ -22,7 +22,7 @@ import aiohttp
 import numpy as np
 
 from es_rerank.proxy.jsonio import loads
-from es_rerank.reliability.workload import LoadItem, Workload
+from lab.reliability.workload import LoadItem, Workload
 
 KEPT_HEADERS = ("x-rerank", "x-rerank-reason", "retry-after", "x-opaque-id", "content-type")
 

@@ -16,7 +16,7 @@ import gzip
 import json
 import zlib
 
-from es_rerank.reliability.abuse_target import (UNCONFIGURED_INDEX, AbuseTarget, Expect, RawCase, http_request,
+from lab.reliability.abuse_target import (UNCONFIGURED_INDEX, AbuseTarget, Expect, RawCase, http_request,
                                                 search_request)
 
 PROXY_400 = Expect((400,), error_type="illegal_argument_exception", origin="proxy")

@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from es_rerank.reliability.abuse_target import SMUGGLED_INDEX, Expect, RawCase
+from lab.reliability.abuse_target import SMUGGLED_INDEX, Expect, RawCase
 
 SMUGGLED = f"PUT /{SMUGGLED_INDEX} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode()
 REJECTED = Expect((400,), closed=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from es_rerank.reliability.openloop import Record
-from es_rerank.reliability.workload import Workload
+from lab.reliability.openloop import Record
+from lab.reliability.workload import Workload
 
 COMPOSITE_PAGE = 5000
 FALLBACK_HEADERS = ("fallback", "degraded")

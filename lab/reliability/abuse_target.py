@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
-from es_rerank.reliability.decoy import DecoyServer
+from lab.reliability.decoy import DecoyServer
 
 # An index name the proxy has no rule for and that does not exist: searches on it pass through.
 UNCONFIGURED_INDEX = "rel-abuse-unconfigured"

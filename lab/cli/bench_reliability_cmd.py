@@ -72,8 +72,8 @@ def bench_reliability(dataset_dir: Path, model: Path | None, port: int, heap: st
     Prints the report; exits 1 when a check failed.
     """
     from es_rerank.errors import EsRerankError
-    from es_rerank.reliability.bench import BenchSettings, run_reliability_bench
-    from es_rerank.reliability.loadrun import LoadRunSettings
+    from lab.reliability.bench import BenchSettings, run_reliability_bench
+    from lab.reliability.loadrun import LoadRunSettings
 
     ramp = _rates(ramp_rates)
     if rate is None and not ramp:

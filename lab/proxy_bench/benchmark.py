@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Callable, ContextManager, Iterator, Sequence
 
 from es_rerank.errors import EsRerankError
-from es_rerank.proxy.loadgen import LoadRequest, LoadResult, run_closed_loop
-from es_rerank.proxy.replay import load_replay, serve_replay
+from lab.proxy_bench.loadgen import LoadRequest, LoadResult, run_closed_loop
+from lab.proxy_bench.replay import load_replay, serve_replay
 from es_rerank.proxy.server import ProxyThread, serve_subprocess, wait_ready
 
 # A launcher starts a proxy relaying to the given upstream URL and yields the proxy's base URL.

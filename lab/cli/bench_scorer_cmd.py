@@ -66,8 +66,8 @@ def bench_scorer(export_dir, checkpoint, random_init, tokenizer_dir, label, devi
                  rounds, warmup, threads, work_dir, hardware, figures_file, opensearch_url) -> None:
     """Pairs/s and p50/p99 per call: ONNX Runtime against PyTorch fp32/fp16 (same checkpoint,
     same token ids, same run) on full-length synthetic batches and on real candidates."""
-    from es_rerank.bench.candidates import write_candidates as write_file
-    from es_rerank.bench.scorer_run import BenchSettings, figures_table, run_scorer_bench
+    from es_rerank.candidates import write_candidates as write_file
+    from lab.bench.scorer_run import BenchSettings, figures_table, run_scorer_bench
 
     candidates, real_label = _real_candidates(candidates_file, dataset, index, split, queries, top_k, opensearch_url)
     if write_candidates:
@@ -128,7 +128,7 @@ def _device(device: str) -> str:
 
 def _real_candidates(candidates_file, dataset, index, split, queries, top_k, opensearch_url):
     """Candidates from a file, or BM25 top-k from the index; and the workload's label."""
-    from es_rerank.bench.candidates import fetch_bm25, read_candidates
+    from es_rerank.candidates import fetch_bm25, read_candidates
 
     if candidates_file and dataset:
         raise click.UsageError("give either --candidates or --dataset/--index, not both")

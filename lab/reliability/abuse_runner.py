@@ -16,11 +16,11 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from es_rerank.reliability.abuse_framing import FRAMING_CASES
-from es_rerank.reliability.abuse_requests import REQUEST_CASES
-from es_rerank.reliability.abuse_slow import SLOW_CASES
-from es_rerank.reliability.abuse_target import SMUGGLED_INDEX, AbuseTarget, CustomCase, RawCase, normal_search
-from es_rerank.reliability.rawhttp import RawReply, exchange
+from lab.reliability.abuse_framing import FRAMING_CASES
+from lab.reliability.abuse_requests import REQUEST_CASES
+from lab.reliability.abuse_slow import SLOW_CASES
+from lab.reliability.abuse_target import SMUGGLED_INDEX, AbuseTarget, CustomCase, RawCase, normal_search
+from lab.reliability.rawhttp import RawReply, exchange
 
 CATALOGUE: tuple[RawCase | CustomCase, ...] = FRAMING_CASES + REQUEST_CASES + SLOW_CASES
 SERVING_BOUND_S = 5.0

@@ -37,9 +37,9 @@ def passthrough_command(dataset_dir: Path, index: str, clients: int, duration_s:
     """Req/s and p50/p99 through the proxy with reranking off, against OpenSearch directly, in one run."""
     from es_rerank.datasets import read_queries
     from es_rerank.opensearch_client import resolve_url
-    from es_rerank.proxy.benchmark import cli_proxy, passthrough_benchmark
-    from es_rerank.proxy.loadgen import LoadRequest
-    from es_rerank.proxy.replay import client_search
+    from lab.proxy_bench.benchmark import cli_proxy, passthrough_benchmark
+    from lab.proxy_bench.loadgen import LoadRequest
+    from lab.proxy_bench.replay import client_search
 
     url = resolve_url(opensearch_url)
     requests = []
@@ -65,7 +65,7 @@ def record_command(dataset_dir: Path, index: str, out: Path, window: int, split:
     """Record real OpenSearch window responses for DATASET_DIR's queries, for `bench proxy rerank --replay`."""
     from es_rerank.datasets import read_qrels, read_queries
     from es_rerank.opensearch_client import resolve_url
-    from es_rerank.proxy.replay import record_replay
+    from lab.proxy_bench.replay import record_replay
 
     queries = read_queries(dataset_dir)
     texts = [queries[qid] for qid in read_qrels(dataset_dir, split) if qid in queries]
@@ -94,8 +94,8 @@ def rerank_command(replay: Path, model: Path, device: str, clients: int, duratio
 
     Reports added p50/p99 at one client, and req/s at saturation with and without cross-request batching.
     """
-    from es_rerank.proxy.benchmark import cli_proxy, rerank_benchmark
-    from es_rerank.proxy.replay import load_replay
+    from lab.proxy_bench.benchmark import cli_proxy, rerank_benchmark
+    from lab.proxy_bench.replay import load_replay
 
     header = load_replay(replay).header
     common = ["--model", str(model), "--device", device, "--index", header["index"],

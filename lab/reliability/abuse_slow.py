@@ -10,8 +10,8 @@ from __future__ import annotations
 import socket
 import time
 
-from es_rerank.reliability.abuse_target import AbuseTarget, CustomCase, normal_search
-from es_rerank.reliability.rawhttp import exchange, host_port, read_reply
+from lab.reliability.abuse_target import AbuseTarget, CustomCase, normal_search
+from lab.reliability.rawhttp import exchange, host_port, read_reply
 
 SLOWLORIS_CONNECTIONS = 200
 SLOWLORIS_ROUNDS = 6

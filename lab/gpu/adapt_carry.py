@@ -7,7 +7,7 @@ repository included).
 
 Usage::
 
-    python -m es_rerank.training.adapt_carry --scifact-groups G1 --cranfield-groups G2 \\
+    python -m lab.gpu.adapt_carry --scifact-groups G1 --cranfield-groups G2 \\
         --candidates artifacts/fusion --data ../shared/data --base MODEL_DIR --out artifacts/adapt-carry
 
 Example:
@@ -34,7 +34,7 @@ LIMIT_MIB = 62  # of the 64 MiB a call may carry, the repository itself takes th
 def make_carry(scifact_groups: Path, cranfield_groups: Path, candidates: Path, data: Path, base: Path,
                out: Path) -> float:
     """Copy everything into `out`; returns its size in MiB, refusing more than `LIMIT_MIB`."""
-    from es_rerank.training.half_copy import half_copy
+    from lab.gpu.half_copy import half_copy
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "qrels").mkdir(exist_ok=True)

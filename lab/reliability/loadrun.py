@@ -25,17 +25,17 @@ from typing import Callable
 
 from es_rerank.datasets import read_queries
 from es_rerank.errors import EsRerankError
-from es_rerank.reliability.classify import ACCEPTABLE, classify, overlaps
-from es_rerank.reliability.faults import FaultTools, FaultWindow, fault_plan, inject
-from es_rerank.reliability.node import THROWAWAY_PORT, ThrowawayNode, load_corpus
-from es_rerank.reliability.openloop import Record, RunClock, new_session, run_rate, summarize
-from es_rerank.reliability.proxy_process import ProxyProcess, ProxySpec, free_port
-from es_rerank.reliability.relay import FaultRelay
-from es_rerank.reliability.scorers import write_fault
-from es_rerank.reliability.soak import flatness, sample_until
-from es_rerank.reliability.survival import survived_kinds, window_outcome
-from es_rerank.reliability.verify import page_findings, uid_counts, write_findings
-from es_rerank.reliability.workload import Workload, writes_index_body
+from lab.reliability.classify import ACCEPTABLE, classify, overlaps
+from lab.reliability.faults import FaultTools, FaultWindow, fault_plan, inject
+from lab.reliability.node import THROWAWAY_PORT, ThrowawayNode, load_corpus
+from lab.reliability.openloop import Record, RunClock, new_session, run_rate, summarize
+from lab.reliability.proxy_process import ProxyProcess, ProxySpec, free_port
+from lab.reliability.relay import FaultRelay
+from lab.reliability.scorers import write_fault
+from lab.reliability.soak import flatness, sample_until
+from lab.reliability.survival import survived_kinds, window_outcome
+from lab.reliability.verify import page_findings, uid_counts, write_findings
+from lab.reliability.workload import Workload, writes_index_body
 
 CORPUS_INDEX = "rel-corpus"
 WRITES_INDEX = "rel-writes"

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from es_rerank.reliability.classify import ACCEPTABLE, overlaps
-from es_rerank.reliability.faults import SCORER_FAULTS, FaultWindow
-from es_rerank.reliability.openloop import Record
-from es_rerank.reliability.workload import KINDS
+from lab.reliability.classify import ACCEPTABLE, overlaps
+from lab.reliability.faults import SCORER_FAULTS, FaultWindow
+from lab.reliability.openloop import Record
+from lab.reliability.workload import KINDS
 
 
 def window_outcome(window: FaultWindow, records: list[Record], labels: dict[int, str], grace_s: float,

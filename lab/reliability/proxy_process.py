@@ -1,6 +1,6 @@
 """The proxy under test as its own process: `es-rerank serve`'s serving loop with a fault-injecting scorer.
 
-`python -m es_rerank.reliability.proxy_process SPEC.json` builds ProxySettings from the spec,
+`python -m lab.reliability.proxy_process SPEC.json` builds ProxySettings from the spec,
 loads the scorer (an `es-rerank export` directory, or the term-overlap scorer), wraps it in a
 FaultScorer reading the spec's control file, and serves with `run_until_signal`: the same
 SIGTERM drain as `es-rerank serve`. `ProxyProcess` starts, stops and restarts it on one port.
@@ -91,7 +91,7 @@ def _serve(spec_path: str) -> None:
     import logging
 
     from es_rerank.proxy.server import run_until_signal
-    from es_rerank.reliability.scorers import FaultScorer, TermOverlapScorer
+    from lab.reliability.scorers import FaultScorer, TermOverlapScorer
 
     spec = ProxySpec(**json.loads(Path(spec_path).read_text()))
     logging.basicConfig(level=spec.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -136,7 +136,7 @@ class ProxyProcess:
         """
         with open(self.spec.log_file, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "es_rerank.reliability.proxy_process", str(self.spec_path)],
+                [sys.executable, "-m", "lab.reliability.proxy_process", str(self.spec_path)],
                 stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "ES_RERANK_NO_PROGRESS": "1"})
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
