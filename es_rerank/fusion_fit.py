@@ -31,7 +31,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, cast
 
 import numpy as np
 
@@ -105,7 +105,7 @@ def dev_query_ids(query_ids: Iterable[str], fraction: float, salt: str = DEV_SAL
 
 
 def collect_candidates(client, index: str, queries: Mapping[str, str], depth: int, fields: Sequence[str],
-                       meta: Mapping[str, object], progress: Callable[[Iterable], Iterable] | None = None,
+                       meta: Mapping[str, object], progress: Callable[[Sequence], Iterable] | None = None,
                        ) -> CandidateSet:
     """Run the served BM25 query (`retrieval.search_bm25`) for each query; keep ids, scores, texts.
 
@@ -130,12 +130,12 @@ def collect_candidates(client, index: str, queries: Mapping[str, str], depth: in
         result.append(QueryCandidates(query_id, text, [h.doc_id for h in hits],
                                       {"bm25": np.array([h.score for h in hits], dtype=np.float64)}))
     full_meta = {"type": "meta", "format": FORMAT, "version": VERSION, **meta, "index": index, "depth": depth,
-                 "fields": list(fields), "models": dict(meta.get("models", {}))}
+                 "fields": list(fields), "models": dict(cast(Mapping, meta.get("models", {})))}
     return CandidateSet(full_meta, docs, result)
 
 
 def score_candidates(cands: CandidateSet, name: str, scorer: Scorer, label: str, chunk_queries: int = 32,
-                     progress: Callable[[Iterable], Iterable] | None = None) -> None:
+                     progress: Callable[[Sequence], Iterable] | None = None) -> None:
     """Add score column `name` (`ce` or `dense`) to every query, scored through the `Scorer` protocol.
 
     Queries are scored `chunk_queries` at a time, so a scorer that deduplicates texts within a
@@ -522,7 +522,7 @@ def curve_json(result: FitResult) -> dict:
         >>> curve_json(FitResult(point, (point,), ("bm25",), ("zscore",), 1.0, 3, {"bm25": 0.5}))["best"]
         {'weights': {'ce': 0.0, 'bm25': 1.0, 'dense': 0.0, 'norm': 'zscore'}, 'ndcg10': 0.5}
     """
-    data = {
+    data: dict[str, Any] = {
         "metric": "nDCG@10", "queries": result.queries, "inputs": list(result.inputs), "norms": list(result.norms),
         "step": result.step, "baselines": {SYSTEM_OF_INPUT[k]: round(v, 6) for k, v in result.baselines.items()},
         "best": {"weights": result.best.weights.as_dict(), "ndcg10": round(result.best.ndcg10, 6)},

@@ -81,7 +81,7 @@ def index_corpus(
     index: str,
     recreate: bool = False,
     skip_bad: bool = False,
-    progress: Callable[[Iterable], Iterable] | None = None,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
 ) -> IndexReport:
     """Index every document of `dataset` into `index` and verify the index count afterwards.
 
@@ -99,9 +99,9 @@ def index_corpus(
 
     report = IndexReport(index=index, bad_lines=scan.bad_lines)
     report.created = prepare_index(client, index, recreate)
-    docs = (item for item in iter_corpus(dataset) if isinstance(item, Document))
+    docs: Iterable[Document] = (item for item in iter_corpus(dataset) if isinstance(item, Document))
     if progress is not None:
-        docs = progress(docs, total=scan.documents)
+        docs = progress(docs, scan.documents)
     report.indexed = _bulk_index(client, index, docs)
     client.indices.refresh(index=index)
     report.index_count = client.count(index=index)["count"]

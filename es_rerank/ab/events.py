@@ -49,7 +49,7 @@ def validate_event(data: object, secret: str, now: str | None = None, where: str
         raise EventError(f"{where}: expected a JSON object, got {type(data).__name__}")
     action = _string(data, "action_name", where, required=True)
     query_id = _string(data, "query_id", where, required=True)
-    event = {"application": _string(data, "application", where) or APPLICATION,
+    event: dict[str, object] = {"application": _string(data, "application", where) or APPLICATION,
              "action_name": action, "query_id": query_id,
              "timestamp": _timestamp(data.get("timestamp"), where) or now or utc_now()}
     for name in HASHED:

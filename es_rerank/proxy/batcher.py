@@ -29,6 +29,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -123,7 +124,7 @@ class Batcher:
     async def _encode(self, loop: asyncio.AbstractEventLoop, job: _Job) -> list:
         started = time.monotonic()
         try:
-            encoded = await loop.run_in_executor(self._encode_pool, self.scorer.encode_pairs,
+            encoded = await loop.run_in_executor(self._encode_pool, cast(TwoStageScorer, self.scorer).encode_pairs,
                                                  [job.query] * len(job.documents), job.documents)
         except ScoringError:
             raise
@@ -182,7 +183,7 @@ class Batcher:
         try:
             if self._two_stage:
                 encoded = [pair for job in batch for pair in job.encoded]
-                raw = self.scorer.score_encoded(encoded)
+                raw = cast(TwoStageScorer, self.scorer).score_encoded(encoded)
             else:
                 queries = [job.query for job in batch for _ in job.documents]
                 raw = self.scorer.score_pairs(queries, documents)

@@ -36,7 +36,7 @@ log = logging.getLogger("es_rerank.proxy")
 
 def _end_to_end(headers: Mapping[str, str]) -> CIMultiDict:
     named = {h.strip().lower() for h in headers.get("Connection", "").split(",") if h.strip()}
-    out = CIMultiDict()
+    out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         lower = name.lower()
         if lower not in HOP_BY_HOP and lower not in named:

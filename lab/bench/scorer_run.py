@@ -252,7 +252,7 @@ def _build_systems(systems: Sequence[str], export_dir: Path, checkpoint: str, de
     if settings.threads:
         torch.set_num_threads(settings.threads)
     batch_size = settings.batch_size or (100 if device == "cuda" else 16)
-    scorers = {}
+    scorers: dict = {}
     for system in systems:
         runtime, dtype = system.split("-", 1)
         if runtime == "ort":

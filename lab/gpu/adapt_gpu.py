@@ -37,7 +37,7 @@ from typing import Any
 # (variant name, recipe file in recipes/adapt, overrides of its train block), in priority order:
 # the recipe itself, then one pseudo-query source at a time (each a third of the data, so cheap),
 # then the loss, the teacher, and the pseudo-positive's role.
-VARIANTS = [
+VARIANTS: list[tuple[str, str, dict[str, object]]] = [
     ("fused-kl", "fused-teacher-kl.yaml", {}),
     ("fused-kl-title", "fused-teacher-kl.yaml", {"train_sources": ["title"]}),
     ("fused-kl-first", "fused-teacher-kl.yaml", {"train_sources": ["first"]}),
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="override a train setting of every variant (YAML value), e.g. --set epochs=1")
     args = parser.parse_args(argv)
-    common = dict(_setting(text) for text in args.settings)
+    common: dict[str, object] = dict(_setting(text) for text in args.settings)
     started = time.monotonic()
     carry = Carry(args.carry)
     work = args.work or Path(tempfile.mkdtemp(prefix="adapt-"))

@@ -21,10 +21,11 @@ import subprocess
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator, Sequence
 
+from es_rerank.config import ProxySettings
 from es_rerank.errors import EsRerankError
+from es_rerank.proxy.server import ProxyThread, serve_subprocess, wait_ready
 from lab.proxy_bench.loadgen import LoadRequest, LoadResult, run_closed_loop
 from lab.proxy_bench.replay import load_replay, serve_replay
-from es_rerank.proxy.server import ProxyThread, serve_subprocess, wait_ready
 
 # A launcher starts a proxy relaying to the given upstream URL and yields the proxy's base URL.
 Launcher = Callable[[str], ContextManager[str]]
@@ -42,7 +43,7 @@ def cli_proxy(args: Sequence[str], ready_timeout_s: float = 300.0) -> Launcher:
     return launch
 
 
-def thread_proxy(settings_for: Callable[[str], object], scorer) -> Launcher:
+def thread_proxy(settings_for: Callable[[str], ProxySettings], scorer) -> Launcher:
     """Launch the proxy in-process on a background thread (tests; any Scorer object).
 
     Example:

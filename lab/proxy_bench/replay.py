@@ -25,8 +25,8 @@ from aiohttp import web
 from es_rerank.config import IndexRule, ProxySettings, UpstreamSettings
 from es_rerank.errors import ConfigError
 from es_rerank.proxy.httperror import error_body
-from es_rerank.proxy.plan import (DEFAULT_MAX_RESULT_WINDOW, RerankPlan, SearchRequest, max_result_window, plan_search,
-                                  settings_path, window_request)
+from es_rerank.proxy.plan import (DEFAULT_MAX_RESULT_WINDOW, RerankPlan, SearchRequest, WindowRequest, max_result_window,
+                                  plan_search, settings_path, window_request)
 from es_rerank.retrieval import bm25_body
 
 FORMAT = "es-rerank-replay/1"
@@ -90,6 +90,8 @@ def record_replay(opensearch_url: str, index: str, queries: Iterable[str], out: 
         if not isinstance(plan, RerankPlan):
             continue
         upstream = window_request(plan, mrw)
+        if not isinstance(upstream, WindowRequest):  # a page beyond max_result_window
+            continue
         entry = _fetch(base, "POST", upstream.path_qs, upstream.body)
         if entry.status != 200:
             raise ConfigError(f"OpenSearch answered {entry.status} while recording: {entry.response[:200]}",

@@ -24,7 +24,10 @@ def _post(headers: str, body: bytes, path: str = "/_bulk") -> bytes:
 
 
 def _case(name: str, request: bytes, expect: Expect = REJECTED) -> RawCase:
-    return RawCase(name, "framing", lambda target, data=request: data, expect)
+    def build(target: object) -> bytes:
+        return request
+
+    return RawCase(name, "framing", build, expect)
 
 
 CHUNKED_WITH_SMUGGLE = b"0\r\n\r\n" + SMUGGLED

@@ -14,8 +14,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab.reliability.scorers import write_fault
+
+if TYPE_CHECKING:
+    from lab.reliability.node import ThrowawayNode
+    from lab.reliability.proxy_process import ProxyProcess
+    from lab.reliability.relay import FaultRelay
 
 FAULT_KINDS = ("relay_latency", "relay_reset", "relay_blackhole", "scorer_stall", "scorer_oom",
                "opensearch_sigkill", "proxy_sigterm")
@@ -63,9 +69,9 @@ def fault_plan(rounds: int, hold_s: float) -> list[FaultStep]:
 class FaultTools:
     """What the faults act on: the relay, the throw-away node, the proxy process and the scorer's control file."""
 
-    relay: object
-    node: object
-    proxy: object
+    relay: FaultRelay
+    node: ThrowawayNode
+    proxy: ProxyProcess
     fault_file: Path
     latency_s: float = 0.3
     stall_s: float = 1.5

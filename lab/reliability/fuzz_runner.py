@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class FuzzResult:
     example: str = ""
 
 
-def run_property(name: str, strategy, problems_of: Callable[[object], list[str]], max_examples: int,
+def run_property(name: str, strategy, problems_of: Callable[[Any], list[str]], max_examples: int,
                  seed: int | None = None) -> FuzzResult:
     """Check `problems_of(case)` is empty for up to `max_examples` generated cases (no example database).
 

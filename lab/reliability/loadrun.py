@@ -208,7 +208,7 @@ def _report(settings, phases, workload, node, relay, lifetimes, log) -> dict:
     fault_run = {"rate": phases["fault_rate"], **summarize(records), "calm": calm_figures,
                  "answers": dict(Counter(labels[r.seq] if labels[r.seq] in ACCEPTABLE else "finding" for r in records))}
     held_rates = [s["rate"] for s in phases["ramp"] if s["held"]]
-    proxy_in = sum(lifetimes, Counter())
+    proxy_in: Counter[str] = sum(lifetimes, Counter())
     report = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
         "ramp": phases["ramp"],
@@ -250,7 +250,7 @@ def _save_records(path: Path, records: list[Record], labels: dict[int, str]) -> 
 
 
 def _relay_by_kind(records: list[Record], workload: Workload, relay: FaultRelay) -> dict:
-    out = Counter()
+    out: Counter[str] = Counter()
     for record in records:
         out[record.kind] += relay.opaque_ids.get(workload.request(record.seq).opaque_id, 0)
     return dict(out)

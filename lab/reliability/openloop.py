@@ -185,7 +185,7 @@ def _digest(item: LoadItem, record: Record, body: bytes) -> None:
     if item.kind == "bulk" and record.status == 200:
         acked, conflicts = [], []
         for uid, entry in zip(item.uids, value.get("items", [])):
-            result = next(iter(entry.values()), {})
+            result: dict = next(iter(entry.values()), {})
             status = result.get("status", 0)
             if 200 <= status < 300:
                 acked.append(uid)

@@ -29,6 +29,7 @@ from pathlib import Path
 from es_rerank.config import (IndexRule, LimitSettings, LoadSettings, ProxySettings, ServerSettings,
                               UpstreamSettings)
 from es_rerank.errors import EsRerankError
+from es_rerank.scorer import Scorer
 
 LISTENING = "es-rerank proxy listening on "
 
@@ -98,7 +99,7 @@ def _serve(spec_path: str) -> None:
     if spec.model:
         from es_rerank.scorer import OnnxScorer
 
-        inner = OnnxScorer.load(spec.model, device="cpu")
+        inner: Scorer = OnnxScorer.load(spec.model, device="cpu")
     else:
         inner = TermOverlapScorer()
     scorer = FaultScorer(inner, Path(spec.fault_file))

@@ -77,7 +77,7 @@ def page_findings(records: list[Record], node, workload: Workload, window: int) 
         0
     """
     windows: dict[str, list[str]] = {}
-    found = Counter()
+    found: Counter[str] = Counter()
     examples = []
     for record in records:
         if record.status != 200 or record.kind not in ("rerank", "passthrough"):

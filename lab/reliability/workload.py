@@ -60,7 +60,7 @@ class Workload:
         """
         kind = CYCLE[i % len(CYCLE)]
         opaque = f"{self.run_id}-{i}"
-        headers = (("X-Opaque-Id", opaque),)
+        headers: tuple[tuple[str, str], ...] = (("X-Opaque-Id", opaque),)
         if kind in ("rerank", "passthrough"):
             search = {"query": {"match": {"text": self.queries[i % len(self.queries)]}},
                       "from": PAGE_SIZE * ((i // len(CYCLE)) % 2), "size": PAGE_SIZE}

@@ -27,7 +27,7 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
         main(list(args))
         code = 0
     except SystemExit as exc:
-        code = exc.code or 0
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
