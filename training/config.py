@@ -78,11 +78,11 @@ class TrainConfig:
             value = getattr(self, name)
             _check(isinstance(value, int) and not isinstance(value, bool) and value >= low, name,
                    f"an integer >= {low}", value)
-        for name, floor, ceiling in (("lr", 0.0, 1.0), ("weight_decay", 0.0, 1.0), ("warmup_fraction", 0.0, 1.0),
+        for name, low, high in (("lr", 0.0, 1.0), ("weight_decay", 0.0, 1.0), ("warmup_fraction", 0.0, 1.0),
                                 ("max_grad_norm", 0.0, math.inf), ("dev_fraction", 0.0, 0.9)):
             value = getattr(self, name)
-            _check(isinstance(value, (int, float)) and not isinstance(value, bool) and floor <= value <= ceiling
-                   and not (name == "lr" and value == 0), name, f"a number in [{floor}, {ceiling}]", value)
+            _check(isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+                   and not (name == "lr" and value == 0), name, f"a number in [{low}, {high}]", value)
         if self.dropout is not None:
             _check(isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0, "dropout",
                    "a number in [0, 1) or null (keep the model's own)", self.dropout)

@@ -19,8 +19,7 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.d
     `optimizer: sgd` is plain SGD (no momentum), whose update is linear in the gradient: it makes
     checks such as "N processes compute the update one process computes" exact arithmetic.
     """
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
+    decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
