@@ -7,11 +7,6 @@ it is what BEIR's own Elasticsearch baseline uses, so our BM25 figures compare w
 
 Documents are written with the corpus `_id` as their OpenSearch `_id`, so a re-run
 overwrites instead of duplicating.
-
-Example:
-    >>> report = index_corpus(client, "../shared/data/scifact", "scifact")    # doctest: +SKIP
-    >>> report.indexed, report.index_count   # doctest: +SKIP
-    (5183, 5183)
 """
 
 from __future__ import annotations

@@ -109,9 +109,6 @@ def make_events_handler(writer: JsonLinesWriter, secret: str, max_bytes: int = M
 
     Mount it before any catch-all route: `app.router.add_post(EVENTS_PATH, handler)`.
     Answers 200 `{"accepted": n}`; 400 for a malformed body, 413 past `max_bytes`.
-
-    Example:
-        >>> app.router.add_post(EVENTS_PATH, make_events_handler(writer, secret))   # doctest: +SKIP
     """
     from aiohttp import web
 

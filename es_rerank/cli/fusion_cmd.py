@@ -140,10 +140,6 @@ def fusion_candidates_command(dataset_dir: Path, index: str, split: str, dev_fra
 
 def read_query_ids(path: Path) -> set[str]:
     """Query ids from a file: one per line, a JSON list, or a JSON object with `dev_qids` (a training log).
-
-    Example:
-        >>> read_query_ids(Path("runs/lce/train_log.json"))   # doctest: +SKIP
-        {'3', '17', ...}
     """
     from es_rerank.errors import DatasetError
 

@@ -11,13 +11,6 @@ Workloads:
   ceiling case;
 - real: one call per query, scoring its candidates (e.g. BM25 top-100) in length-grouped
   batches, exactly as the serving scorer batches them.
-
-Example:
-    >>> workload = synthetic_workload(100, 256, vocab_size=30522)                        # doctest: +SKIP
-    >>> systems = {"ort-fp16": ort.score_batch, "torch-fp16": pt.score_batch}            # doctest: +SKIP
-    >>> results = measure(systems, workload, rounds=3)                                   # doctest: +SKIP
-    >>> results["ort-fp16"].pairs_per_s > 0                                              # doctest: +SKIP
-    True
 """
 
 from __future__ import annotations
@@ -84,11 +77,6 @@ def real_workload(label: str, candidates: Sequence[QueryCandidates], encoder: Pa
                   batch_size: int) -> tuple[Workload, float]:
     """One call per query over its candidates, batched as the serving scorer batches them;
     also returns the tokenizer's throughput (pairs/s) measured while encoding them.
-
-    Example:
-        >>> workload, tokenize_rate = real_workload("scifact_top100", items, encoder, 100)   # doctest: +SKIP
-        >>> len(workload.calls) == len(items)                                             # doctest: +SKIP
-        True
     """
     calls = []
     started = time.perf_counter()

@@ -3,11 +3,6 @@ and turn the timings into figures (docs/benchmarks.md's JSON objects) and a tabl
 
 PyTorch is imported only here, lazily, for the baselines; the ONNX side is the serving
 `OnnxScorer` itself.
-
-Example:
-    >>> settings = BenchSettings(random_init="minilm-l6", device="cuda", synthetic=((100, 256),))  # doctest: +SKIP
-    >>> figures = run_scorer_bench(settings, log=print)                                           # doctest: +SKIP
-    >>> print(figures_table(figures))                                                             # doctest: +SKIP
 """
 
 from __future__ import annotations

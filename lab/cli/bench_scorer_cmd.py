@@ -96,11 +96,6 @@ def bench_scorer(export_dir, checkpoint, random_init, tokenizer_dir, label, devi
 
 def command_line(ctx: click.Context) -> str:
     """The command as given: its path plus every option not left at its default (env vars included).
-
-    Example:
-        >>> with click.Context(bench_scorer, info_name="scorer") as ctx:   # doctest: +SKIP
-        ...     command_line(ctx)
-        'scorer'
     """
     from click.core import ParameterSource
 

@@ -9,11 +9,6 @@ Usage::
 
     python -m lab.gpu.adapt_carry --scifact-groups G1 --cranfield-groups G2 \\
         --candidates artifacts/fusion --data ../shared/data --base MODEL_DIR --out artifacts/adapt-carry
-
-Example:
-    >>> make_carry(Path("g1"), Path("g2"), Path("artifacts/fusion"), Path("data"), Path("m"),
-    ...            Path("artifacts/adapt-carry"))   # doctest: +SKIP
-    52.3
 """
 
 from __future__ import annotations

@@ -6,10 +6,6 @@ far under what fine-tuning changes) and copies every other file as is; `load_cro
 loads it back into fp32 weights.
 
 Usage: `python -m lab.gpu.half_copy SRC_DIR DST_DIR`
-
-Example:
-    >>> half_copy(Path("minilm"), Path("artifacts/train-carry/minilm"))   # doctest: +SKIP
-    PosixPath('artifacts/train-carry/minilm')
 """
 
 from __future__ import annotations

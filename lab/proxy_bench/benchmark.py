@@ -3,11 +3,6 @@
 Each benchmark measures the proxy and its baseline in one run, in interleaved rounds, so drift in
 a shared machine's load hits both alike. The proxy runs in its own process (`python -m es_rerank
 serve`), as users run it; tests may pass an in-process launcher instead.
-
-Example:
-    >>> figures = passthrough_benchmark("http://127.0.0.1:9200", requests, cli_proxy(["--index", "scifact"]))   # doctest: +SKIP
-    >>> figures["throughput_ratio"] >= 0.85   # doctest: +SKIP
-    True
 """
 
 from __future__ import annotations
@@ -33,9 +28,6 @@ Launcher = Callable[[str], ContextManager[str]]
 
 def cli_proxy(args: Sequence[str], ready_timeout_s: float = 300.0) -> Launcher:
     """Launch `python -m es_rerank serve --opensearch UPSTREAM --port 0 ARGS` as a subprocess.
-
-    Example:
-        >>> launcher = cli_proxy(["--model", "exports/minilm-fp16", "--index", "scifact"])   # doctest: +SKIP
     """
     def launch(upstream: str) -> ContextManager[str]:
         return serve_subprocess(upstream, [*args, "--log-level", "warning"], ready_timeout_s)
@@ -45,9 +37,6 @@ def cli_proxy(args: Sequence[str], ready_timeout_s: float = 300.0) -> Launcher:
 
 def thread_proxy(settings_for: Callable[[str], ProxySettings], scorer) -> Launcher:
     """Launch the proxy in-process on a background thread (tests; any Scorer object).
-
-    Example:
-        >>> launcher = thread_proxy(lambda upstream: settings_for(upstream), TermOverlapScorer())   # doctest: +SKIP
     """
     @contextlib.contextmanager
     def launch(upstream: str) -> Iterator[str]:
@@ -73,10 +62,6 @@ def _rounds(targets: dict[str, tuple[str, list[LoadRequest]]], clients: int, dur
 def passthrough_benchmark(opensearch_url: str, requests: list[LoadRequest], launcher: Launcher, clients: int = 16,
                           duration_s: float = 5.0, rounds: int = 4, warmup_s: float = 1.0) -> dict:
     """Req/s at `clients` and p50/p99 at one client, through the proxy (reranking off) and direct, one run.
-
-    Example:
-        >>> passthrough_benchmark(url, requests, cli_proxy(["--index", "scifact"]))["added_p50_ms"]   # doctest: +SKIP
-        0.7
     """
     with launcher(opensearch_url) as proxy_url:
         targets = {"direct": (opensearch_url, requests), "proxy": (proxy_url, requests)}
@@ -99,11 +84,6 @@ def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher]
 
     `launcher_for(batching)` gives a launcher with cross-request batching on or off. The baseline for
     "added" is the same window request sent straight to the replay upstream.
-
-    Example:
-        >>> rerank_benchmark(Path("runs/proxy-replay/scifact-top100.jsonl.gz"),
-        ...                  lambda batching: cli_proxy(["--model", "exports/minilm-fp16"]))["rps_batched"]   # doctest: +SKIP
-        412.0
     """
     replay = load_replay(replay_path)
     searches = replay.searches
@@ -135,10 +115,6 @@ def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher]
 @contextlib.contextmanager
 def replay_upstream(replay_path: Path) -> Iterator[str]:
     """Serve a replay file from a separate process (so it does not share a GIL with the load generator).
-
-    Example:
-        >>> with replay_upstream(Path("runs/proxy-replay/scifact-top100.jsonl.gz")) as url:   # doctest: +SKIP
-        ...     pass   # doctest: +SKIP
     """
     context = multiprocessing.get_context("spawn")
     ports = context.Queue()

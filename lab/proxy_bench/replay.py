@@ -73,10 +73,6 @@ def client_search(index: str, query: str, size: int, fields: tuple[str, ...]) ->
 def record_replay(opensearch_url: str, index: str, queries: Iterable[str], out: Path, window: int = 100,
                   page_size: int = 10, fields: tuple[str, ...] = ("title", "text")) -> int:
     """Record the upstream side of a reranked search for each query; returns the number of searches stored.
-
-    Example:
-        >>> record_replay("http://127.0.0.1:9200", "scifact", ["gene therapy"], Path("runs/r.jsonl.gz"))   # doctest: +SKIP
-        1
     """
     base = opensearch_url.rstrip("/")
     settings = ProxySettings(UpstreamSettings(base), rules=(IndexRule(index, fields, window),), max_window=max(window, 1000))
@@ -146,10 +142,6 @@ class ReplayFile:
 
 def load_replay(path: Path) -> ReplayFile:
     """Read a file written by `record_replay`, checking its format line.
-
-    Example:
-        >>> load_replay(Path("runs/proxy-replay/scifact-top100.jsonl.gz")).header["window"]   # doctest: +SKIP
-        100
     """
     if not Path(path).is_file():
         raise ConfigError(f"replay file {path} does not exist",
@@ -188,9 +180,6 @@ def replay_app(replay: ReplayFile) -> web.Application:
 
 def serve_replay(path: str, port_out, host: str = "127.0.0.1") -> None:
     """Process entry point: serve a replay file on a free port and report the port on `port_out` (a queue).
-
-    Example:
-        >>> multiprocessing.Process(target=serve_replay, args=("replay.jsonl.gz", queue)).start()   # doctest: +SKIP
     """
     import asyncio
 

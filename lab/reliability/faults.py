@@ -82,9 +82,6 @@ async def inject(steps: list[FaultStep], tools: FaultTools, clock, gap_s: float,
     """Inject `steps` one after another with `gap_s` of calm before each; return their windows.
 
     `on_proxy_stop(proxy)` runs just before each SIGTERM (to read the metrics of that lifetime).
-
-    Example:
-        >>> windows = await inject(fault_plan(1, 4.0), tools, clock, gap_s=6.0)   # doctest: +SKIP
     """
     windows = []
     for step in steps:

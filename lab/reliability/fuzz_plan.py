@@ -105,10 +105,6 @@ _headers = st.fixed_dictionaries({}, optional={
 
 def search_requests():
     """A hypothesis strategy of SearchRequests, most of them `_search` on a configured index.
-
-    Example:
-        >>> isinstance(search_requests().example(), SearchRequest)   # doctest: +SKIP
-        True
     """
     return st.builds(SearchRequest, st.sampled_from(["GET", "POST", "PUT", "HEAD"]), _paths, _query_strings,
                      _headers, _raw_bodies)
@@ -198,10 +194,6 @@ def _window_problems(plan: RerankPlan, max_result_window: int) -> list[str]:
 
 def deep_bodies():
     """(levels, cut) pairs: a body nested `levels` deep, truncated by `cut` bytes (0 keeps it whole).
-
-    Example:
-        >>> isinstance(deep_bodies().example(), tuple)   # doctest: +SKIP
-        True
     """
     return st.tuples(st.integers(1, 3000), st.integers(0, 40))
 

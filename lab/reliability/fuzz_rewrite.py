@@ -53,10 +53,6 @@ _hit_fields = st.one_of(st.none(), st.lists(st.sampled_from(FIELD_NAMES + ("date
 @st.composite
 def rewrite_cases(draw) -> RewriteCase:
     """A hypothesis strategy of RewriteCases.
-
-    Example:
-        >>> isinstance(rewrite_cases().example(), RewriteCase)   # doctest: +SKIP
-        True
     """
     count = draw(st.integers(0, 40))
     bm25 = sorted(draw(st.lists(st.floats(0, 50, allow_nan=False), min_size=count, max_size=count)), reverse=True)

@@ -39,19 +39,12 @@ class ThrowawayNode:
 
     def start_fresh(self) -> None:
         """Stop whatever runs on this node's directory, wipe its data, start, wait for health.
-
-        Example:
-            >>> ThrowawayNode().start_fresh()   # doctest: +SKIP
         """
         self.node.stop(timeout_s=20)
         self.node.start(fresh=True)
 
     def kill(self) -> int:
         """SIGKILL the node (no shutdown of any kind); returns the pid it killed.
-
-        Example:
-            >>> ThrowawayNode().kill()   # doctest: +SKIP
-            51234
         """
         pid = self.node._live_pid()
         if pid is None:
@@ -64,26 +57,16 @@ class ThrowawayNode:
 
     def restart(self) -> None:
         """Start the node again on its existing data and wait until it is healthy.
-
-        Example:
-            >>> node.restart()   # doctest: +SKIP
         """
         self.node.start(fresh=False)
 
     def stop(self) -> None:
         """Stop the node (SIGTERM).
-
-        Example:
-            >>> node.stop()   # doctest: +SKIP
         """
         self.node.stop(timeout_s=30)
 
     def call(self, method: str, path: str, body: dict | bytes | None = None, timeout_s: float = 60.0) -> dict:
         """One JSON request straight to the node (not through the proxy); raises on an error status.
-
-        Example:
-            >>> node.call("GET", "/_cluster/health")["status"]   # doctest: +SKIP
-            'green'
         """
         data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
@@ -97,10 +80,6 @@ class ThrowawayNode:
 
 def load_corpus(node: ThrowawayNode, dataset: Path, index: str) -> int:
     """Index a BEIR corpus into the node (its own, static index for the reranked searches).
-
-    Example:
-        >>> load_corpus(node, Path("../shared/data/cranfield"), "rel-corpus")   # doctest: +SKIP
-        1400
     """
     from es_rerank.indexing import index_corpus
     from es_rerank.opensearch_client import make_client

@@ -4,11 +4,6 @@ Request `i` is due at `start + i / rate` whether or not earlier ones have answer
 latency runs from that due time: a server that slows down cannot hide it by slowing the
 client down (no coordinated omission). Each answer becomes a `Record` with what the checks
 need: status, client-side error, the X-Rerank headers, hit ids, acknowledged bulk uids.
-
-Example:
-    >>> records = asyncio.run(run_rate(session, "http://127.0.0.1:9201", workload, 20.0, 5.0))   # doctest: +SKIP
-    >>> summarize(records)["p99_ms"]   # doctest: +SKIP
-    41.2
 """
 
 from __future__ import annotations
@@ -79,9 +74,6 @@ class RunClock:
 
 def new_session(max_connections: int, timeout_s: float) -> aiohttp.ClientSession:
     """The load's client: a keep-alive pool of `max_connections` and a hard per-request timeout.
-
-    Example:
-        >>> session = new_session(256, 30.0)   # doctest: +SKIP
     """
     connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections)
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s),
@@ -95,9 +87,6 @@ async def run_rate(session: aiohttp.ClientSession, base_url: str, workload: Work
 
     A request that would exceed `max_outstanding` open requests is not sent and is marked
     `skipped` (the client, not the server, is then the bottleneck; the run reports it).
-
-    Example:
-        >>> records = await run_rate(session, url, workload, 50.0, 10.0, RunClock())   # doctest: +SKIP
     """
     if rate <= 0 or duration_s <= 0:
         raise ValueError(f"need rate > 0 and duration_s > 0, got {rate} and {duration_s}")

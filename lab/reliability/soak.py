@@ -50,9 +50,6 @@ def read_proc(pid: int) -> tuple[float, int]:
 
 async def sample_until(pid: int, stop: asyncio.Event, interval_s: float, limit_s: float) -> list[ProcSample]:
     """Sample `pid` every `interval_s` until `stop` is set or `limit_s` passes.
-
-    Example:
-        >>> samples = await sample_until(proxy.pid, stop, 5.0, 700.0)   # doctest: +SKIP
     """
     started = time.monotonic()
     samples = []
