@@ -2,6 +2,8 @@
 
 `training/` and `export/` are top-level folders in the repository but are installed as
 `es_rerank.training` and `es_rerank.export`, so the wheel claims no generic import names.
+This is the one statement of that mapping: scripts/installed_layout.py reads it for mypy.
+`lab/` (benchmarks, reliability and GPU-machine tooling) is not packaged; it runs from a checkout.
 """
 from setuptools import find_packages, setup
 

@@ -293,7 +293,10 @@ def read_config_file(path: str | Path) -> dict:
     """Load a YAML (.yaml/.yml) or TOML (.toml) file into a mapping.
 
     Example:
-        >>> read_config_file("proxy.toml")["indices"]   # doctest: +SKIP
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp(), "proxy.toml")
+        >>> _ = path.write_text('[indices.scifact]\\nfields = ["title", "text"]\\n')
+        >>> read_config_file(path)["indices"]
         {'scifact': {'fields': ['title', 'text']}}
     """
     path = Path(path)

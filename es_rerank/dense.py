@@ -6,11 +6,6 @@ the same `Scorer` protocol as the cross-encoder and can be a fusion input or a r
 its own. The export directory (made by `es-rerank export-dense`) holds `model.onnx`, whose
 single output is the L2-normalised pooled embedding, `tokenizer.json`, and `meta.json` with
 `"kind": "bi-encoder"`; the scorer trusts only that file for how to run the model.
-
-Example:
-    >>> scorer = DenseScorer.load("exports/minilm-dense")                       # doctest: +SKIP
-    >>> scorer.score_pairs(["gene therapy"], ["Gene therapy trials ..."]).dtype  # doctest: +SKIP
-    dtype('float32')
 """
 
 from __future__ import annotations
@@ -86,10 +81,6 @@ class DenseMeta:
 
 def read_meta(export_dir: str | Path) -> DenseMeta:
     """Read and validate `<export_dir>/meta.json`.
-
-    Example:
-        >>> read_meta("exports/minilm-dense").dim   # doctest: +SKIP
-        384
     """
     path = Path(export_dir) / META_FILE
     if not path.is_file():
@@ -130,10 +121,6 @@ class DenseScorer:
 
         `device` is `cpu` or `cuda` (needs onnxruntime-gpu); `threads` caps CPU intra-op threads
         (0: onnxruntime's default); `cache_size` is how many text embeddings to keep (0: none).
-
-        Example:
-            >>> DenseScorer.load("exports/minilm-dense", threads=2).meta.dim   # doctest: +SKIP
-            384
         """
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -170,10 +157,6 @@ class DenseScorer:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 embeddings, one row per text, in input order.
-
-        Example:
-            >>> DenseScorer.load("exports/minilm-dense").embed(["a", "b"]).shape   # doctest: +SKIP
-            (2, 384)
         """
         prepared = [self._prepare(text) for text in texts]
         out = np.empty((len(prepared), self.meta.dim), dtype=np.float32)
@@ -219,11 +202,6 @@ class DenseScorer:
 
     def score_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
         """Cosine of `queries[i]` and `documents[i]` embeddings; float32, input order.
-
-        Example:
-            >>> scorer = DenseScorer.load("exports/minilm-dense")          # doctest: +SKIP
-            >>> scorer.score_pairs(["q", "q"], ["same q", "other"]).shape  # doctest: +SKIP
-            (2,)
         """
         if len(queries) != len(documents):
             raise ScoringError(f"got {len(queries)} queries but {len(documents)} documents",

@@ -5,11 +5,6 @@ variant (fp32 always; fp16 and int8 when exported), the tokenizer file, the leng
 model's input and output names, the output activation, the source checkpoint, the fused-op
 counts and the parity figures. Each ONNX file also carries its variant's dtype in its own
 metadata, so a file swapped behind meta.json's back is caught at load time.
-
-Example:
-    >>> meta = read_meta("exports/minilm")                         # doctest: +SKIP
-    >>> meta.variant(None, device="cpu").file                       # doctest: +SKIP
-    'model.onnx'
 """
 
 from __future__ import annotations
@@ -159,10 +154,6 @@ def read_meta(export_dir: str | Path) -> ExportMeta:
 
 def write_meta(export_dir: str | Path, meta: ExportMeta) -> Path:
     """Write meta.json (through a temporary file, so a crash never leaves half a file).
-
-    Example:
-        >>> write_meta("exports/minilm", meta)                          # doctest: +SKIP
-        PosixPath('exports/minilm/meta.json')
     """
     path = Path(export_dir) / META_FILE
     tmp = path.with_suffix(".json.tmp")

@@ -7,11 +7,6 @@ it is what BEIR's own Elasticsearch baseline uses, so our BM25 figures compare w
 
 Documents are written with the corpus `_id` as their OpenSearch `_id`, so a re-run
 overwrites instead of duplicating.
-
-Example:
-    >>> report = index_corpus(client, "../shared/data/scifact", "scifact")    # doctest: +SKIP
-    >>> report.indexed, report.index_count   # doctest: +SKIP
-    (5183, 5183)
 """
 
 from __future__ import annotations
@@ -81,7 +76,7 @@ def index_corpus(
     index: str,
     recreate: bool = False,
     skip_bad: bool = False,
-    progress: Callable[[Iterable], Iterable] | None = None,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
 ) -> IndexReport:
     """Index every document of `dataset` into `index` and verify the index count afterwards.
 
@@ -99,9 +94,9 @@ def index_corpus(
 
     report = IndexReport(index=index, bad_lines=scan.bad_lines)
     report.created = prepare_index(client, index, recreate)
-    docs = (item for item in iter_corpus(dataset) if isinstance(item, Document))
+    docs: Iterable[Document] = (item for item in iter_corpus(dataset) if isinstance(item, Document))
     if progress is not None:
-        docs = progress(docs, total=scan.documents)
+        docs = progress(docs, scan.documents)
     report.indexed = _bulk_index(client, index, docs)
     client.indices.refresh(index=index)
     report.index_count = client.count(index=index)["count"]

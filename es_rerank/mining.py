@@ -10,11 +10,6 @@ A groups file has one JSON object per training query::
 
 `neg` is in BM25 rank order with every judged positive removed. A run file is TREC format
 (`qid Q0 docid rank score tag`), gzipped when its name ends in `.gz`.
-
-Example:
-    >>> report = mine_groups(client, "scifact", queries, qrels, 1000, Path("groups.jsonl"))  # doctest: +SKIP
-    >>> report.written   # doctest: +SKIP
-    809
 """
 
 from __future__ import annotations
@@ -110,10 +105,6 @@ def mine_groups(client, index: str, queries: Mapping[str, str], qrels: Qrels, de
     Queries are taken in qrels order. A query whose judged positives are all absent from the
     index is reported, not written; one whose BM25 list holds only positives is written with
     no negatives and reported.
-
-    Example:
-        >>> mine_groups(client, "scifact", {"0": "x"}, {"0": {"d1": 1}}, 100, Path("g.jsonl"))  # doctest: +SKIP
-        MiningReport(written=1, ...)
     """
     if depth < 1:
         raise ConfigError(f"--depth must be at least 1, got {depth}")
@@ -150,9 +141,6 @@ def read_groups(path: Path) -> list[Group]:
     """Read a groups file (`.jsonl` or `.jsonl.gz`); a malformed line raises `DatasetError`.
 
     An incomplete last line (an interrupted `mine`) is ignored, as `mine` itself would drop it.
-
-    Example:
-        >>> groups = read_groups(Path("groups.jsonl"))   # doctest: +SKIP
     """
     groups, _ = _parse_groups(path)
     return groups
@@ -160,10 +148,6 @@ def read_groups(path: Path) -> list[Group]:
 
 def existing_ids(client, index: str, doc_ids: Sequence[str], chunk: int = 1000) -> set[str]:
     """The subset of `doc_ids` present in `index` (one `_mget` per `chunk` ids, no `_source`).
-
-    Example:
-        >>> existing_ids(client, "scifact", ["4983", "no-such-doc"])   # doctest: +SKIP
-        {'4983'}
     """
     from opensearchpy.exceptions import NotFoundError, OpenSearchException
 
@@ -183,11 +167,6 @@ def existing_ids(client, index: str, doc_ids: Sequence[str], chunk: int = 1000) 
 def bm25_run(client, index: str, queries: Mapping[str, str], qids: Sequence[str], depth: int,
              fields: Sequence[str] = DEFAULT_FIELDS, progress: Progress | None = None) -> Run:
     """BM25 top-`depth` hits (ids and scores, no `_source`) for each of `qids`, in order.
-
-    Example:
-        >>> run = bm25_run(client, "scifact", queries, ["1", "3"], 100)   # doctest: +SKIP
-        >>> len(run["1"])   # doctest: +SKIP
-        100
     """
     if depth < 1:
         raise ConfigError(f"--depth must be at least 1, got {depth}")

@@ -39,11 +39,6 @@ def uses_local_node(url: str) -> bool:
 
 def make_client(url: str, timeout_s: float = 60.0, http_compress: bool = False, verify_certs: bool = True):
     """Build an opensearch-py client; credentials may ride in the URL (`https://user:pass@host`).
-
-    Example:
-        >>> client = make_client("http://127.0.0.1:9200")             # doctest: +SKIP
-        >>> client.info()["version"]["number"]   # doctest: +SKIP
-        '2.19.6'
     """
     from opensearchpy import OpenSearch
 

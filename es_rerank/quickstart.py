@@ -6,9 +6,6 @@ proxy, the same queries shown through it next to BM25 -> the offline A/B table a
 
 Each step that has a command of its own runs as that command (`es-rerank mine`, `train`,
 `export`, `ab`), printed before it runs, so a user can repeat any step by hand.
-
-Example:
-    >>> run_quickstart(QuickstartSettings(dataset=Path("../shared/data/scifact")), print)   # doctest: +SKIP
 """
 
 from __future__ import annotations

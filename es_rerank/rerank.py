@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import numpy as np
 
@@ -26,7 +26,10 @@ def rerank_hits(scorer: Scorer, query: str, hits: Sequence[Hit], fields: tuple[s
     return order_by_scores(hits, scores)
 
 
-def order_by_scores(hits: Sequence[Hit], scores: np.ndarray) -> list[tuple[Hit, float]]:
+T = TypeVar("T")
+
+
+def order_by_scores(hits: Sequence[T], scores: np.ndarray) -> list[tuple[T, float]]:
     """Sort hits by descending score; equal scores keep their incoming (BM25) order."""
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     return [(hits[i], float(scores[i])) for i in order]

@@ -9,8 +9,4 @@
 - `torch_scorer`: the PyTorch scorer used as parity reference and benchmark baseline.
 - `pipeline`: `es-rerank export` itself, writing OUTDIR atomically.
 - `bi_encoder`: the dense (bi-encoder) export used by fusion.
-
-Example:
-    >>> from es_rerank.export.pipeline import ExportSettings, export_checkpoint            # doctest: +SKIP
-    >>> export_checkpoint(ExportSettings("runs/minilm-ce", Path("exports/minilm")))        # doctest: +SKIP
 """

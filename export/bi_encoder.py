@@ -7,11 +7,6 @@ a cosine is a dot product. Pooling, maximum length and lowercasing are read from
 sentence-transformers files (`modules.json`, `1_Pooling/config.json`,
 `sentence_bert_config.json`) when present. The exported graph is checked against the torch
 model on a few texts before the export is accepted.
-
-Example:
-    >>> report = export_bi_encoder("sentence-transformers/all-MiniLM-L6-v2", "exports/minilm-dense")  # doctest: +SKIP
-    >>> report.max_abs_diff < 1e-4   # doctest: +SKIP
-    True
 """
 
 from __future__ import annotations
@@ -63,10 +58,6 @@ class ExportReport:
 
 def resolve_source(source: str) -> Path:
     """A local model directory as is, or a Hugging Face hub id downloaded to the local cache.
-
-    Example:
-        >>> resolve_source("sentence-transformers/all-MiniLM-L6-v2").is_dir()   # doctest: +SKIP
-        True
     """
     path = Path(source)
     if path.is_dir():
@@ -91,10 +82,6 @@ def resolve_source(source: str) -> Path:
 def read_settings(model_dir: Path, max_length: int | None = None) -> EncoderSettings:
     """Pooling, max length and lowercasing from the sentence-transformers files, or defaults
     (mean pooling, the model's position limit capped at 512) for a plain encoder.
-
-    Example:
-        >>> read_settings(Path("all-MiniLM-L6-v2")).pooling   # doctest: +SKIP
-        'mean'
     """
     transformer_dir, pooling_dir = model_dir, None
     modules_file = model_dir / "modules.json"
@@ -138,11 +125,6 @@ def _pooling_mode(config: dict, where: Path) -> str:
 
 def build_module(settings: EncoderSettings):
     """The torch module that is exported: encoder, pooling, L2 normalisation (eager attention).
-
-    Example:
-        >>> module = build_module(read_settings(Path("all-MiniLM-L6-v2")))   # doctest: +SKIP
-        >>> module(input_ids, attention_mask, token_type_ids).shape         # doctest: +SKIP
-        torch.Size([2, 384])
     """
     import torch
     from transformers import AutoModel
@@ -176,11 +158,6 @@ def export_bi_encoder(source: str, outdir: str | Path, optimize: bool = False, m
     With `optimize`, onnxruntime's transformer fusions (attention, layer norm, GELU) are applied
     to the graph. Raises `ModelError` when the ONNX embeddings differ from torch by more than
     `atol` on the parity texts; the failed export's meta is then renamed so it cannot be loaded.
-
-    Example:
-        >>> export_bi_encoder("sentence-transformers/all-MiniLM-L6-v2", "exports/minilm-dense",   # doctest: +SKIP
-        ...                   optimize=True).optimized
-        True
     """
     import torch
     from transformers import AutoTokenizer
@@ -238,10 +215,6 @@ def check_parity(module, tokenizer, settings: EncoderSettings, outdir: Path, opt
 
     The torch side tokenizes with the transformers tokenizer, as sentence-transformers does, so
     the check covers the Rust-tokenizer path of the serving scorer as well.
-
-    Example:
-        >>> check_parity(module, tokenizer, settings, Path("exports/minilm-dense"), True).max_abs_diff  # doctest: +SKIP
-        1.6e-07
     """
     import numpy as np
     import torch

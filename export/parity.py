@@ -77,7 +77,7 @@ def parity_figures(reference: Sequence[np.ndarray], exported: Sequence[np.ndarra
     """
     if len(reference) != len(exported) or not reference:
         raise ValueError(f"expected the same non-zero number of queries, got {len(reference)} and {len(exported)}")
-    per_query = []
+    per_query: list[dict] = []
     ids = list(query_ids) if query_ids is not None else [str(i) for i in range(len(reference))]
     for query_id, ref, got in zip(ids, reference, exported):
         ref, got = np.asarray(ref, dtype=np.float64), np.asarray(got, dtype=np.float64)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from es_rerank.bench.candidates import QueryCandidates, fetch_bm25, read_candidates, sample_from_qrels
+from es_rerank.candidates import QueryCandidates, fetch_bm25, read_candidates, sample_from_qrels
 from es_rerank.errors import ConfigError
 from es_rerank.export.builtin_pairs import BUILTIN_QUERIES
 

@@ -3,12 +3,6 @@
 Everything is built in a hidden temporary directory beside OUTDIR and renamed into place
 only once every variant has passed its parity threshold, so a failed or interrupted export
 leaves nothing half-written and an existing export is replaced only by a good one.
-
-Example:
-    >>> settings = ExportSettings("runs/minilm-ce", Path("exports/minilm"), device="cpu", int8=True)  # doctest: +SKIP
-    >>> meta = export_checkpoint(settings, log=print)                                             # doctest: +SKIP
-    >>> sorted(meta.variants)                                                                     # doctest: +SKIP
-    ['fp32', 'int8']
 """
 
 from __future__ import annotations
@@ -57,10 +51,6 @@ def export_checkpoint(settings: ExportSettings, thresholds: Mapping[str, ParityT
     `thresholds` maps variant name to its parity threshold (the defaults are documented in
     `es_rerank.export.parity`). A missed threshold raises `ModelError` and writes nothing,
     unless `settings.force`.
-
-    Example:
-        >>> export_checkpoint(ExportSettings("runs/minilm-ce", Path("exports/minilm")))  # doctest: +SKIP
-        ExportMeta(...)
     """
     device = resolve_export_device(settings.device)
     fp16 = settings.fp16 if settings.fp16 is not None else device == "cuda"

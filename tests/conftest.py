@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -42,7 +43,7 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def opensearch_url() -> str:
+def opensearch_url() -> Iterator[str]:
     """URL of a running real OpenSearch node."""
     from es_rerank.local_node import LocalNode, NodeSettings
 

@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,7 @@ class BackgroundApp:
     def __init__(self, app) -> None:
         self.app = app
         self.url = ""
-        self._loop = None
+        self._loop: Any = None
         self._runner = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

@@ -4,12 +4,6 @@ A micro-batch holds the pairs of `b` sampled groups flattened to (pairs, width) 
 plus where each pair sits in the (b, group_size) score grid the losses read (`slots`) and
 which grid cells are real (`mask`); a group with fewer negatives leaves cells empty rather
 than spending compute on padding pairs.
-
-Example:
-    >>> steps = StepBatches(sampler, store, rank=0, world_size=1, grad_accum=1,
-    ...                     loss="lce", bce_balanced=True, input_names=["input_ids"])   # doctest: +SKIP
-    >>> steps[0]["micro"][0]["mask"].shape   # doctest: +SKIP
-    torch.Size([32, 8])
 """
 
 from __future__ import annotations

@@ -95,11 +95,6 @@ def read_corpus_sources(dataset: str | Path, wanted: set[str] | None = None) -> 
     """`{doc_id: {"title": ..., "text": ...}}`, the `_source` shape a BM25 hit carries.
 
     `wanted` limits memory to the documents a run needs.
-
-    Example:
-        >>> sources = read_corpus_sources("../shared/data/scifact", {"4983"})   # doctest: +SKIP
-        >>> sorted(sources["4983"])   # doctest: +SKIP
-        ['text', 'title']
     """
     sources = {}
     for doc_id, doc in iter_corpus_docs(dataset):

@@ -1,10 +1,5 @@
 """The cross-encoder being trained: loading it (a fresh one-logit head on a plain encoder), saving it
 as a Hugging Face checkpoint, and scoring with it through the `Scorer` protocol.
-
-Example:
-    >>> model, tokenizer = load_cross_encoder("sentence-transformers/all-MiniLM-L6-v2")   # doctest: +SKIP
-    >>> model.config.num_labels   # doctest: +SKIP
-    1
 """
 
 from __future__ import annotations
@@ -27,11 +22,6 @@ def load_cross_encoder(name_or_path: str, dropout: float | None = None):
     A plain encoder checkpoint (e.g. `BertModel`) gets a freshly initialised head; a checkpoint
     that already is a one-logit cross-encoder loads as is. `dropout` overrides every dropout
     rate of the config (None keeps the model's own). Attention runs through PyTorch SDPA.
-
-    Example:
-        >>> load_cross_encoder("no/such-model")   # doctest: +SKIP
-        Traceback (most recent call last):
-        es_rerank.errors.ModelError: cannot load base model 'no/such-model': ...
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -86,9 +76,6 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def save_checkpoint(model: torch.nn.Module, tokenizer, out_dir: Path) -> None:
     """Write a Hugging Face checkpoint: config.json (num_labels 1), model.safetensors, tokenizer files.
-
-    Example:
-        >>> save_checkpoint(model, tokenizer, Path("runs/minilm-lce"))   # doctest: +SKIP
     """
     from transformers.utils import logging as hf_logging
 
@@ -104,12 +91,6 @@ def make_scorer(model: torch.nn.Module, tokenizer, max_length: int, query_max_le
     so dev and test figures come from the batches the served model would see.
 
     Score inside `scoring_mode(...)` (eval mode, optional autocast).
-
-    Example:
-        >>> scorer = make_scorer(model, tokenizer, 256, 64, torch.device("cpu"), 64)   # doctest: +SKIP
-        >>> with scoring_mode(model, torch.device("cpu"), None):                       # doctest: +SKIP
-        ...     scorer.score_pairs(["q"], ["d"]).dtype
-        dtype('float32')
     """
     from tokenizers import Tokenizer
 

@@ -6,12 +6,6 @@ workers), and a pair is assembled with the special-token template of the tokeniz
 post-processor. The result is the pair `es_rerank.pair_encoding.PairEncoder` builds at serving
 time (query cut to `query_max_length` tokens, then only the document cut so the pair fits
 `max_length`); a unit test checks that on real SciFact pairs.
-
-Example:
-    >>> store = TokenStore.from_pretrained("minilm-dir", max_length=256, query_max_length=64)  # doctest: +SKIP
-    >>> store.add_queries({"q1": "gene therapy"}); store.add_documents({"d1": "some text"})  # doctest: +SKIP
-    >>> store.pair_batch(["q1"], ["d1"])["input_ids"].shape   # doctest: +SKIP
-    (1, 8)
 """
 
 from __future__ import annotations
@@ -44,10 +38,6 @@ class PairTemplate:
     @classmethod
     def of(cls, tokenizer) -> "PairTemplate":
         """Read the template off the tokenizer's post-processor by encoding a probe pair.
-
-        Example:
-            >>> PairTemplate.of(tokenizer).specials   # doctest: +SKIP
-            3
         """
         probe_a = tokenizer.encode("a", add_special_tokens=False)
         probe_b = tokenizer.encode("b", add_special_tokens=False)
@@ -152,11 +142,6 @@ class TokenStore:
     def pair_batch(self, qids: Sequence[str], doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """int64 `input_ids`, `token_type_ids`, `attention_mask` of shape (pairs, width), padded to
         the longest pair rounded up to a multiple of 8 (never past `max_length`).
-
-        Example:
-            >>> batch = store.pair_batch(["q1", "q1"], ["d1", "d2"])   # doctest: +SKIP
-            >>> batch["attention_mask"].sum(axis=1)   # doctest: +SKIP
-            array([9, 12])
         """
         if len(qids) != len(doc_ids):
             raise ValueError(f"got {len(qids)} query ids but {len(doc_ids)} document ids; expected one per pair")

@@ -1,9 +1,4 @@
 """The offline A/B from judged queries to files: run every side, build the report, write the outputs.
-
-Example:
-    >>> sides = [Side("bm25", "http://127.0.0.1:9200"), Side("rerank", "http://127.0.0.1:8080")]  # doctest: +SKIP
-    >>> result = compare_sides(sides, judged, OfflineSettings(index="scifact"))                # doctest: +SKIP
-    >>> write_outputs(result, Path("ab-report"))                                               # doctest: +SKIP
 """
 
 from __future__ import annotations

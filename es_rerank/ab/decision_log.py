@@ -114,9 +114,13 @@ class JsonLinesWriter:
     and counted in `dropped` rather than slowing searches down.
 
     Example:
-        >>> writer = JsonLinesWriter(Path("decisions.jsonl"))      # doctest: +SKIP
-        >>> writer.append({"query_id": "q-1"})                     # doctest: +SKIP
-        >>> writer.close()                                         # doctest: +SKIP
+        >>> import tempfile
+        >>> writer = JsonLinesWriter(Path(tempfile.mkdtemp(), "decisions.jsonl"))
+        >>> writer.append({"query_id": "q-1"})   # False when the line had to be dropped
+        True
+        >>> writer.close()
+        >>> writer.path.read_text(), writer.written
+        ('{"query_id":"q-1"}\\n', 1)
     """
 
     def __init__(self, path: Path, max_pending: int = 100_000) -> None:

@@ -49,7 +49,7 @@ def validate_event(data: object, secret: str, now: str | None = None, where: str
         raise EventError(f"{where}: expected a JSON object, got {type(data).__name__}")
     action = _string(data, "action_name", where, required=True)
     query_id = _string(data, "query_id", where, required=True)
-    event = {"application": _string(data, "application", where) or APPLICATION,
+    event: dict[str, object] = {"application": _string(data, "application", where) or APPLICATION,
              "action_name": action, "query_id": query_id,
              "timestamp": _timestamp(data.get("timestamp"), where) or now or utc_now()}
     for name in HASHED:
@@ -109,9 +109,6 @@ def make_events_handler(writer: JsonLinesWriter, secret: str, max_bytes: int = M
 
     Mount it before any catch-all route: `app.router.add_post(EVENTS_PATH, handler)`.
     Answers 200 `{"accepted": n}`; 400 for a malformed body, 413 past `max_bytes`.
-
-    Example:
-        >>> app.router.add_post(EVENTS_PATH, make_events_handler(writer, secret))   # doctest: +SKIP
     """
     from aiohttp import web
 

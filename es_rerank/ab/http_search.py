@@ -3,12 +3,6 @@
 `ab` talks to OpenSearch and to the proxy the same way a user's application does, and it needs
 what opensearch-py hides: response headers (the proxy marks BM25 fallbacks there) and the time
 each search took end to end.
-
-Example:
-    >>> endpoint = SearchEndpoint("http://127.0.0.1:9200")                    # doctest: +SKIP
-    >>> result = endpoint.search("scifact", {"query": {"match_all": {}}})     # doctest: +SKIP
-    >>> result.status, len(result.hits) <= 10                                 # doctest: +SKIP
-    (200, True)
 """
 
 from __future__ import annotations

@@ -3,11 +3,6 @@
 The proxy runs on its own event loop in a background thread, on a free port of 127.0.0.1, and
 reranks the compared index only. Its rerank deadline is the search timeout: an offline
 comparison should measure the model, not fall back to BM25 on a slow CPU.
-
-Example:
-    >>> with serve_model(Path("exports/minilm"), "http://127.0.0.1:9200", "scifact") as url:   # doctest: +SKIP
-    ...     print(url)                                                                         # doctest: +SKIP
-    http://127.0.0.1:40213
 """
 
 from __future__ import annotations

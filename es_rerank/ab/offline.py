@@ -162,7 +162,7 @@ def run_side(side: Side, judged: JudgedQueries, settings: OfflineSettings,
         with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix=f"ab-{side.name}") as pool:
             results = pool.map(one, judged.queries.items())
             if progress is not None:
-                results = progress(results, len(judged.queries), side.name)
+                results = iter(progress(results, len(judged.queries), side.name))
             for query_id, result in results:
                 hits, dropped = dedupe(result.hits)
                 run.hits[query_id] = hits

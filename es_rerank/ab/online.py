@@ -28,10 +28,6 @@ from es_rerank.ab.protocol import BM25, QUERY_ID_HEADER, RERANK, SHARED, VARIANT
 
 class OnlineAb:
     """Settings plus the decision and events logs of one proxy process.
-
-    Example:
-        >>> ab = OnlineAb(OnlineAbConfig(split=0.5, log_path=Path("ab.jsonl")))   # doctest: +SKIP
-        >>> app.router.add_post(EVENTS_PATH, ab.events_handler())                # doctest: +SKIP
     """
 
     def __init__(self, config: OnlineAbConfig) -> None:

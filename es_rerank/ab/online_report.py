@@ -68,10 +68,6 @@ class LogContents:
 
 def read_logs(paths: Sequence[Path]) -> LogContents:
     """Read decision and event lines from JSON-lines files (one or several replicas' logs).
-
-    Example:
-        >>> read_logs([Path("decisions.jsonl"), Path("events.jsonl")]).bad_lines   # doctest: +SKIP
-        []
     """
     contents = LogContents()
     for path in paths:

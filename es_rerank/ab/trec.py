@@ -47,7 +47,10 @@ def save_run(path: Path, run: RankedScores, tag: str) -> Path:
     """Write a run file at `path` (parent folders are created).
 
     Example:
-        >>> save_run(Path("runs/bm25.trec"), {"q1": [("d1", 2.5)]}, "bm25")   # doctest: +SKIP
+        >>> import tempfile
+        >>> path = save_run(Path(tempfile.mkdtemp(), "runs", "bm25.trec"), {"q1": [("d1", 2.5)]}, "bm25")
+        >>> path.read_text()
+        'q1 Q0 d1 1 2.5 bm25\\n'
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:

@@ -47,24 +47,20 @@ cli.add_command(fusion_cmd.score_candidates_command)
 cli.add_command(fusion_cmd.fit_fusion_command)
 bench_cmd.bench.add_command(fusion_cmd.bench_fusion_command)
 
-from es_rerank.cli import bench_proxy_cmd, serve_cmd  # noqa: E402
+from es_rerank.cli import serve_cmd  # noqa: E402
 
 cli.add_command(serve_cmd.serve)
-bench_cmd.bench.add_command(bench_proxy_cmd.bench_proxy)
 
-from es_rerank.cli import bench_scorer_cmd, export_cmd  # noqa: E402
+from es_rerank.cli import export_cmd  # noqa: E402
 
 cli.add_command(export_cmd.export_command)
-bench_cmd.bench.add_command(bench_scorer_cmd.bench_scorer)
 
 from es_rerank.cli import adapt_cmd  # noqa: E402
 
 cli.add_command(adapt_cmd.adapt_command)
 bench_cmd.bench.add_command(adapt_cmd.bench_adapt_command)
 
-from es_rerank.cli import bench_reliability_cmd  # noqa: E402
-
-bench_cmd.bench.add_command(bench_reliability_cmd.bench_reliability)
+bench_cmd.add_lab_commands(bench_cmd.bench)
 
 
 def main(argv: list[str] | None = None) -> None:

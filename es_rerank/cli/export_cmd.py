@@ -55,11 +55,6 @@ def export_command(checkpoint: str, outdir: Path, device: str, fp16: bool | None
 
 def summary_table(outdir: Path, meta) -> str:
     """One line per written model: file, size, fused attention, parity figures and verdict.
-
-    Example:
-        >>> print(summary_table(Path("exports/minilm"), meta))   # doctest: +SKIP
-        variant  file             MB  Attention  max|Δlogit|  limit  top10 same  top10 overlap  parity
-        fp32     model.onnx       90  6          7.5e-08      0.001  1.00        1.00           ok
     """
     rows = [("variant", "file", "MB", "attention", "max|Δlogit|", "limit", "top10 same", "top10 overlap", "parity")]
     for name, variant in meta.variants.items():

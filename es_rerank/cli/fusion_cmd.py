@@ -140,10 +140,6 @@ def fusion_candidates_command(dataset_dir: Path, index: str, split: str, dev_fra
 
 def read_query_ids(path: Path) -> set[str]:
     """Query ids from a file: one per line, a JSON list, or a JSON object with `dev_qids` (a training log).
-
-    Example:
-        >>> read_query_ids(Path("runs/lce/train_log.json"))   # doctest: +SKIP
-        {'3', '17', ...}
     """
     from es_rerank.errors import DatasetError
 
@@ -186,7 +182,7 @@ def score_candidates_command(candidates: Path, dense_dir: Path | None, ce_dir: P
     if dense_dir is None and ce_dir is None:
         raise ConfigError("nothing to score with", hint="pass --dense EXPORT_DIR and/or --ce EXPORT_DIR")
     cands = read_candidates(candidates)
-    scorers = []
+    scorers: list[tuple] = []  # (name, Scorer, label)
     if dense_dir is not None:
         scorer = DenseScorer.load(dense_dir, device=device, batch_size=batch_size, threads=threads,
                                   cache_size=len(cands.docs) + len(cands.queries))
@@ -199,9 +195,10 @@ def score_candidates_command(candidates: Path, dense_dir: Path | None, ce_dir: P
                         ce_label or ce_dir.name))
     history = cands.meta.setdefault("history", [])
     for name, scorer, label in scorers:
-        score_candidates(cands, name, scorer, label, chunk_queries,
-                         progress=lambda chunks, n=name: progress_bar(chunks, len(chunks), desc=f"{n} scoring",
-                                                                       unit="chunk"))
+        def bar(chunks, desc=f"{name} scoring"):
+            return progress_bar(chunks, len(chunks), desc=desc, unit="chunk")
+
+        score_candidates(cands, name, scorer, label, chunk_queries, progress=bar)
         if name == "dense":
             history.append(f"es-rerank export-dense {label} {shown(dense_dir)}")
         flags = f"--{name} {shown(dense_dir if name == 'dense' else ce_dir)}"

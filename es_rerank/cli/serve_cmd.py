@@ -153,10 +153,6 @@ def serve(opensearch_url: str | None, opensearch_ca_file: Path | None, opensearc
 
 def load_scorer(model_dir: Path, device: str = "auto", batch_size: int = 64):
     """Load the exported model the proxy scores with.
-
-    Example:
-        >>> load_scorer(Path("exports/minilm"), "cpu").device   # doctest: +SKIP
-        'cpu'
     """
     from es_rerank.errors import ModelError
 
@@ -175,10 +171,6 @@ def load_scorer(model_dir: Path, device: str = "auto", batch_size: int = 64):
 
 def load_dense_scorer(export_dir: Path, device: str = "auto", threads: int = 0):
     """Load a bi-encoder export (from `es-rerank export-dense`) for fusion's dense scores.
-
-    Example:
-        >>> load_dense_scorer(Path("exports/minilm-dense"), "cpu").meta.dim   # doctest: +SKIP
-        384
     """
     from es_rerank.errors import ModelError
 

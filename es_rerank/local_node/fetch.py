@@ -4,11 +4,6 @@ The artifact is `org.opensearch.distribution.integ-test-zip:opensearch:<v>:zip`,
 distribution OpenSearch publishes to Maven Central. It ships only the netty transport module,
 so the `analysis-common` module (English stemming, stop words) is fetched from
 `org.opensearch.plugin:analysis-common:<v>:jar` and installed beside it.
-
-Example:
-    >>> dist = ensure_distribution(Path("~/.cache/es-rerank").expanduser())   # doctest: +SKIP
-    >>> dist.version, dist.home.name   # doctest: +SKIP
-    ('2.19.6', 'opensearch-2.19.6')
 """
 
 from __future__ import annotations

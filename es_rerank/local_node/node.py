@@ -3,12 +3,6 @@
 OpenSearch refuses to run as root, so when es-rerank runs as root the node runs as a
 dedicated system user (`esrerank-os` by default), created on first use. Each node keeps its
 config, data, logs and pid file in `<cache>/nodes/<port>/`, so `--fresh` can wipe it.
-
-Example:
-    >>> node = LocalNode(NodeSettings())                         # doctest: +SKIP
-    >>> node.start().url   # doctest: +SKIP
-    'http://127.0.0.1:9200'
-    >>> node.stop()   # doctest: +SKIP
 """
 
 from __future__ import annotations

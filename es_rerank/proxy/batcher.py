@@ -29,6 +29,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -75,19 +76,12 @@ class Batcher:
 
     def start(self, warm_up: bool = True) -> None:
         """Start the worker thread; with `warm_up`, it first scores one pair so the first search is not slow.
-
-        Example:
-            >>> batcher.start(); batcher.warm.wait(60)   # doctest: +SKIP
-            True
         """
         self._thread = threading.Thread(target=self._run, args=(warm_up,), name="es-rerank-scorer", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Ask the worker to finish the model call it is in and exit; waits up to `timeout_s`.
-
-        Example:
-            >>> batcher.stop()   # doctest: +SKIP
         """
         with self._wake:
             self._stopping = True
@@ -101,10 +95,6 @@ class Batcher:
         """Scores for `documents` against `query`; raises asyncio.TimeoutError past `timeout_s`, or ScoringError.
 
         Queue wait counts against the timeout: a search that waited too long is dropped from the queue.
-
-        Example:
-            >>> (await batcher.score("gene therapy", ["doc a", "doc b"], timeout_s=0.2)).shape   # doctest: +SKIP
-            (2,)
         """
         if not documents:
             return np.zeros(0, dtype=np.float32)
@@ -123,7 +113,7 @@ class Batcher:
     async def _encode(self, loop: asyncio.AbstractEventLoop, job: _Job) -> list:
         started = time.monotonic()
         try:
-            encoded = await loop.run_in_executor(self._encode_pool, self.scorer.encode_pairs,
+            encoded = await loop.run_in_executor(self._encode_pool, cast(TwoStageScorer, self.scorer).encode_pairs,
                                                  [job.query] * len(job.documents), job.documents)
         except ScoringError:
             raise
@@ -182,7 +172,7 @@ class Batcher:
         try:
             if self._two_stage:
                 encoded = [pair for job in batch for pair in job.encoded]
-                raw = self.scorer.score_encoded(encoded)
+                raw = cast(TwoStageScorer, self.scorer).score_encoded(encoded)
             else:
                 queries = [job.query for job in batch for _ in job.documents]
                 raw = self.scorer.score_pairs(queries, documents)

@@ -103,7 +103,8 @@ def reranked_page(response: dict, spec: RerankSpec, scores: np.ndarray) -> dict:
     window = len(hits[: spec.window])
     if len(scores) != window:
         raise ValueError(f"expected {window} scores for the window, got {len(scores)}")
-    ranked = [(position, _float32(score)) for position, score in order_by_scores(range(window), scores)]
+    ranked: list[tuple[int, float | None]] = [
+        (position, _float32(score)) for position, score in order_by_scores(range(window), scores)]
     ranked += [(position, None) for position in range(window, len(hits))]
     max_score = ranked[0][1] if window else response["hits"].get("max_score")
     return _page(response, spec, ranked, max_score)

@@ -4,10 +4,6 @@ thread in-process (`ProxyThread`), or as an `es-rerank serve` subprocess (`serve
 Drain on SIGTERM/SIGINT: readiness turns false at once; after `drain_delay_s` (time for a load
 balancer to notice) the listening socket closes, idle keep-alive connections close, and
 in-flight requests get up to `drain_timeout_s` to finish.
-
-Example:
-    >>> with ProxyThread(settings, scorer) as proxy:          # doctest: +SKIP
-    ...     requests.get(proxy.url + "/_rerank/health")        # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -79,9 +75,6 @@ def _redact_malformed_request_logs() -> None:
 async def start_site(settings: ProxySettings, scorer: Scorer | None,
                      dense_scorers: Mapping[str, Scorer] | None = None) -> tuple[web.AppRunner, str]:
     """Set up the app and bind it; returns the runner and the base URL it listens on.
-
-    Example:
-        >>> runner, url = await start_site(settings, scorer)   # doctest: +SKIP
     """
     _redact_malformed_request_logs()
     app = create_app(settings, scorer, dense_scorers)
@@ -100,9 +93,6 @@ async def start_site(settings: ProxySettings, scorer: Scorer | None,
 
 async def drain(runner: web.AppRunner, settings: ProxySettings) -> None:
     """Readiness false, wait `drain_delay_s`, stop listening, let in-flight requests finish, clean up.
-
-    Example:
-        >>> await drain(runner, settings)   # doctest: +SKIP
     """
     runner.app[CONTEXT].draining = True
     if settings.server.drain_delay_s:
@@ -114,10 +104,6 @@ def run_until_signal(settings: ProxySettings, scorer: Scorer | None,
                      on_listening: Callable[[str], None] | None = None,
                      dense_scorers: Mapping[str, Scorer] | None = None) -> None:
     """Serve in the foreground until SIGTERM or SIGINT, then drain. Used by `es-rerank serve`.
-
-    Example:
-        >>> run_until_signal(settings, OnnxScorer.load("exports/minilm"), print)   # doctest: +SKIP
-        http://127.0.0.1:9201
     """
     async def main() -> None:
         runner, url = await start_site(settings, scorer, dense_scorers)
@@ -157,18 +143,11 @@ class ProxyThread:
     @property
     def context(self):
         """The running app's ProxyContext (metrics, state) for inspection.
-
-        Example:
-            >>> proxy.context.metrics.requests.value(("reranked",))   # doctest: +SKIP
-            3.0
         """
         return self._runner.app[CONTEXT]
 
     def start(self, timeout_s: float = 30.0) -> "ProxyThread":
         """Start serving; returns once the socket is bound (or raises what prevented it).
-
-        Example:
-            >>> proxy = ProxyThread(settings, scorer).start()   # doctest: +SKIP
         """
         self._thread = threading.Thread(target=self._run, name="es-rerank-proxy", daemon=True)
         self._thread.start()
@@ -194,9 +173,6 @@ class ProxyThread:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Drain as on SIGTERM and stop the loop.
-
-        Example:
-            >>> proxy.stop()   # doctest: +SKIP
         """
         if self._loop is None or self._runner is None:
             return
@@ -219,11 +195,6 @@ def serve_subprocess(opensearch_url: str, args: Sequence[str], ready_timeout_s: 
     """Run `python -m es_rerank serve --opensearch URL --port 0 ARGS` until the block ends; yields its URL.
 
     Returns once `/_rerank/ready` answers 200; on exit sends SIGTERM and waits for the drain.
-
-    Example:
-        >>> args = ["--model", "exports/minilm", "--index", "scifact"]   # doctest: +SKIP
-        >>> with serve_subprocess("http://127.0.0.1:9200", args) as url:   # doctest: +SKIP
-        ...     requests.get(url + "/scifact/_search", params={"q": "gene therapy"})   # doctest: +SKIP
     """
     command = [sys.executable, "-m", "es_rerank", "serve", "--opensearch", opensearch_url, "--port", "0", *args]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
@@ -258,9 +229,6 @@ def serve_subprocess(opensearch_url: str, args: Sequence[str], ready_timeout_s: 
 
 def wait_ready(url: str, timeout_s: float) -> None:
     """Poll `/_rerank/ready` until it answers 200 (model warmed up, upstream reachable).
-
-    Example:
-        >>> wait_ready("http://127.0.0.1:9201", 60)   # doctest: +SKIP
     """
     deadline = time.monotonic() + timeout_s
     last = ""

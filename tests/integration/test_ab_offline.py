@@ -58,7 +58,9 @@ def test_bm25_side_equals_metrics_from_a_direct_opensearch_py_search(comparison,
     assert comparison.runs[0].ranked_ids() == direct
 
     # pytrec_eval called directly, on the served order, as an independent computation
-    as_run = lambda depth: {q: {d: float(1000 - r) for r, d in enumerate(ids[:depth])} for q, ids in direct.items()}
+    def as_run(depth):
+        return {q: {d: float(1000 - r) for r, d in enumerate(ids[:depth])} for q, ids in direct.items()}
+
     full = pytrec_eval.RelevanceEvaluator(judged.qrels, {"ndcg_cut.10", "recall.100", "map"}).evaluate(as_run(100))
     top10 = pytrec_eval.RelevanceEvaluator(judged.qrels, {"recip_rank"}).evaluate(as_run(10))
     per_query = comparison.report["per_query"]

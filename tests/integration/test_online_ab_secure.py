@@ -41,7 +41,7 @@ def as_user(cluster, name: str) -> dict:
 
 
 def keys_in_each_arm() -> dict[str, str]:
-    found = {}
+    found: dict[str, str] = {}
     for i in range(100):
         found.setdefault(assign(f"key-{i}", 0.5, EXPERIMENT), f"key-{i}")
     return found

@@ -7,8 +7,8 @@ import requests
 
 from es_rerank.config import BatchSettings, IndexRule
 from es_rerank.datasets import read_queries
-from es_rerank.proxy.benchmark import rerank_benchmark, replay_upstream, thread_proxy
-from es_rerank.proxy.replay import load_replay, record_replay
+from lab.proxy_bench.benchmark import rerank_benchmark, replay_upstream, thread_proxy
+from lab.proxy_bench.replay import load_replay, record_replay
 from tests.conftest import run_cli
 from tests.proxy_support import TermOverlapScorer, running_proxy, settings_for
 

@@ -179,7 +179,7 @@ def test_a_body_cut_short_by_opensearch_is_not_passed_off_as_complete():
     cut = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % size + b"x" * (1 << 20)
     with RawUpstream(reply=cut) as broken, running_proxy(settings_for(broken.url)) as proxy:
         with pytest.raises(requests.exceptions.RequestException):
-            requests.get(proxy.url + "/big/_doc/1", timeout=10).content
+            _ = requests.get(proxy.url + "/big/_doc/1", timeout=10).content  # reading the body raises
         assert requests.get(proxy.url + "/_rerank/health").status_code == 200
 
 

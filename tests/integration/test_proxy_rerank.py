@@ -127,7 +127,8 @@ def test_unconfigured_index_header_off_and_yaml_pass_through(proxy, opensearch_u
     assert without_took(off.json()) == without_took(search(opensearch_url, scifact_index, MATCH).json())
     yaml_direct = search(opensearch_url, scifact_index, MATCH, "?format=yaml").text
     yaml_through = search(proxy.url, scifact_index, MATCH, "?format=yaml").text
-    assert [l for l in yaml_through.splitlines() if "took" not in l] == [l for l in yaml_direct.splitlines() if "took" not in l]
+    assert [line for line in yaml_through.splitlines() if "took" not in line] == [
+        line for line in yaml_direct.splitlines() if "took" not in line]
 
 
 def test_scroll_on_a_configured_index_passes_through(proxy, opensearch_url, scifact_index):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from es_rerank.bench.candidates import read_candidates
+from es_rerank.candidates import read_candidates
 from es_rerank.cli import main
 from es_rerank.datasets import read_qrels, read_queries
 from es_rerank.retrieval import search_bm25

@@ -9,9 +9,9 @@ import pytest
 
 from es_rerank.config import IndexRule, LimitSettings, ProxySettings, ServerSettings, UpstreamSettings
 from es_rerank.proxy.server import ProxyThread
-from es_rerank.reliability.abuse_target import SMUGGLED_INDEX, AbuseTarget
-from es_rerank.reliability.decoy import DecoyServer
-from es_rerank.reliability.scorers import TermOverlapScorer
+from lab.reliability.abuse_target import SMUGGLED_INDEX, AbuseTarget
+from lab.reliability.decoy import DecoyServer
+from lab.reliability.scorers import TermOverlapScorer
 
 LIMITS = LimitSettings(max_body_bytes=1 << 20, max_json_depth=100, body_timeout_s=2.0)
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from es_rerank.reliability.abuse_requests import BODY_CASES
-from es_rerank.reliability.abuse_runner import run_case
+from lab.reliability.abuse_requests import BODY_CASES
+from lab.reliability.abuse_runner import run_case
 
 
 @pytest.mark.parametrize("case", BODY_CASES, ids=lambda case: case.name)

@@ -6,8 +6,8 @@ close the connection, let nothing through to OpenSearch, and keep serving.
 
 import pytest
 
-from es_rerank.reliability.abuse_framing import FRAMING_CASES
-from es_rerank.reliability.abuse_runner import run_case
+from lab.reliability.abuse_framing import FRAMING_CASES
+from lab.reliability.abuse_runner import run_case
 
 
 @pytest.mark.parametrize("case", FRAMING_CASES, ids=lambda case: case.name)

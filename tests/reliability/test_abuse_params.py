@@ -2,8 +2,8 @@
 
 import pytest
 
-from es_rerank.reliability.abuse_requests import EXT_CASES, PAGING_CASES
-from es_rerank.reliability.abuse_runner import run_case
+from lab.reliability.abuse_requests import EXT_CASES, PAGING_CASES
+from lab.reliability.abuse_runner import run_case
 
 
 @pytest.mark.parametrize("case", PAGING_CASES + EXT_CASES, ids=lambda case: case.name)

@@ -5,8 +5,8 @@ The decoy is a real listener; after every case it must still have seen no connec
 
 import pytest
 
-from es_rerank.reliability.abuse_requests import HOST_CASES, PATH_CASES
-from es_rerank.reliability.abuse_runner import run_case
+from lab.reliability.abuse_requests import HOST_CASES, PATH_CASES
+from lab.reliability.abuse_runner import run_case
 
 
 @pytest.mark.parametrize("case", PATH_CASES + HOST_CASES, ids=lambda case: case.name)

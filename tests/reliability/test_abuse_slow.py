@@ -2,8 +2,8 @@
 
 import pytest
 
-from es_rerank.reliability.abuse_runner import run_case
-from es_rerank.reliability.abuse_slow import SLOW_CASES
+from lab.reliability.abuse_runner import run_case
+from lab.reliability.abuse_slow import SLOW_CASES
 
 
 @pytest.mark.parametrize("case", SLOW_CASES, ids=lambda case: case.name)

@@ -15,8 +15,8 @@ import urllib.request
 
 import pytest
 
-from es_rerank.reliability.proxy_process import ProxyProcess, ProxySpec, free_port
-from es_rerank.reliability.rawhttp import exchange
+from lab.reliability.proxy_process import ProxyProcess, ProxySpec, free_port
+from lab.reliability.rawhttp import exchange
 from tests.support.https import Reply
 from tests.support.security_config import HIDDEN_FIELD, INDEX_A, INDEX_B, SEED_DOCS
 

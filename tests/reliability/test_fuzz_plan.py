@@ -2,7 +2,7 @@
 
 from hypothesis import HealthCheck, given, settings
 
-from es_rerank.reliability.fuzz_plan import deep_bodies, deep_body_problems, plan_problems, search_requests
+from lab.reliability.fuzz_plan import deep_bodies, deep_body_problems, plan_problems, search_requests
 
 BOUNDED = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -2,7 +2,7 @@
 
 from hypothesis import HealthCheck, given, settings
 
-from es_rerank.reliability.fuzz_rewrite import rewrite_cases, rewrite_problems
+from lab.reliability.fuzz_rewrite import rewrite_cases, rewrite_problems
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

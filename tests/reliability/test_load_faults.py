@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from es_rerank.reliability.faults import FAULT_KINDS
-from es_rerank.reliability.loadrun import LoadRunSettings, run_load_suite
+from lab.reliability.faults import FAULT_KINDS
+from lab.reliability.loadrun import LoadRunSettings, run_load_suite
 
 
 @pytest.mark.slow

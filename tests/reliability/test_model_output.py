@@ -7,7 +7,7 @@ import requests
 
 from es_rerank.config import IndexRule, ProxySettings, ServerSettings, UpstreamSettings
 from es_rerank.proxy.server import ProxyThread
-from es_rerank.reliability.scorers import FaultScorer, TermOverlapScorer, write_fault
+from lab.reliability.scorers import FaultScorer, TermOverlapScorer, write_fault
 
 BODY = {"query": {"match": {"text": "boundary layer transition"}}, "from": 10, "size": 10}
 

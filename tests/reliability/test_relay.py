@@ -5,8 +5,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from es_rerank.reliability.rawhttp import exchange
-from es_rerank.reliability.relay import FaultRelay
+from lab.reliability.rawhttp import exchange
+from lab.reliability.relay import FaultRelay
 
 HEALTH = b"GET /_cluster/health HTTP/1.1\r\nHost: x\r\nX-Opaque-Id: %s\r\nConnection: close\r\n\r\n"
 

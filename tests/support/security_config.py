@@ -162,7 +162,7 @@ def write_security_config(security_dir: Path, accounts: dict[str, Account], hash
     for account in accounts.values():
         for role in account.roles:
             mapping.setdefault(role, {"reserved": False, "users": []})["users"].append(account.name)
-    files = {
+    files: dict[str, tuple[str, dict]] = {
         "config.yml": ("config", {"config": AUTH_CONFIG}),
         "internal_users.yml": ("internalusers", users),
         "roles.yml": ("roles", ROLES),

@@ -88,7 +88,7 @@ def test_team_draft_invariants(a, b, seed):
         assert order == sorted(order)
     # while both lists still had something to give, team sizes never differ by more than one
     count = {"rerank": 0, "bm25": 0}
-    for item, team in zip(merged.ids, merged.teams):
+    for team in merged.teams:
         count[team] += 1
         placed = set(merged.ids[: sum(count.values())])
         if set(a) - placed and set(b) - placed:

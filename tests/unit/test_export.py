@@ -27,7 +27,7 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
         main(list(args))
         code = 0
     except SystemExit as exc:
-        code = exc.code or 0
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -53,7 +53,7 @@ def test_meta_json_describes_the_fused_models(minilm_export):
 def test_int8_stays_within_its_stated_bound(minilm_export, data_dir):
     """The int8 bound (es_rerank.export.parity): every |Δlogit| within one standard deviation of
     the fp32 logits, and >= 80% of the fp32 top 10 kept, here on real SciFact pairs."""
-    from es_rerank.bench.candidates import sample_from_qrels
+    from es_rerank.candidates import sample_from_qrels
 
     fp32 = OnnxScorer.load(minilm_export, device="cpu", variant="fp32", threads=2)
     int8 = OnnxScorer.load(minilm_export, device="cpu", variant="int8", threads=2)

@@ -11,7 +11,7 @@ def python(code: str) -> subprocess.CompletedProcess:
 
 
 def test_the_serving_path_imports_no_torch():
-    result = python("import sys, es_rerank.proxy, es_rerank.proxy.benchmark, es_rerank.cli.serve_cmd\n"
+    result = python("import sys, es_rerank.proxy, lab.proxy_bench.benchmark, es_rerank.cli.serve_cmd\n"
                     "print(sorted(m for m in ('torch', 'transformers', 'optimum') if m in sys.modules))")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -18,7 +18,7 @@ from tests.fixtures_export import minilm_export, one_logit_checkpoint  # noqa: F
 @pytest.fixture(scope="module")
 def scifact_pairs(data_dir):
     """Real (query, document) pairs: judged and random SciFact documents of 3 test queries."""
-    from es_rerank.bench.candidates import sample_from_qrels
+    from es_rerank.candidates import sample_from_qrels
 
     return sample_from_qrels(data_dir / "scifact", n_queries=3, k=8)
 

@@ -1,1 +1,0 @@
-"""Benchmark building blocks: candidate sets to score and the scorer benchmark itself."""

@@ -1,0 +1,1 @@
+"""`bench scorer`: workloads, timing and the scorer benchmark run."""

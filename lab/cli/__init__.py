@@ -1,0 +1,1 @@
+"""`es-rerank bench` for the scorer, the proxy and reliability: the lab side of the CLI."""

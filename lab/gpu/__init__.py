@@ -1,0 +1,1 @@
+"""Scripts for the GPU machine (no OpenSearch, no network there): carries, sweeps, copies."""

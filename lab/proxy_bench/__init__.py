@@ -1,0 +1,1 @@
+"""`bench proxy`: closed-loop load, recorded replays, pass-through and rerank-stage benchmarks."""
