@@ -35,7 +35,8 @@ from es_rerank.fusion import fuse
 from es_rerank.proxy.batcher import Batcher
 from es_rerank.proxy.httperror import ProxyHTTPError, error_body
 from es_rerank.proxy.jsonio import dumps, loads
-from es_rerank.proxy.limits import check_declared_length, inflate, read_body, refuse_deep_json, stream_body
+from es_rerank.proxy.limits import (BodyDepthCheck, check_declared_length, checked_stream, inflate, read_body,
+                                   refuse_deep_json, stream_body)
 from es_rerank.proxy.metrics import Counter, Gauge, ProxyMetrics
 from es_rerank.proxy.paths import check_path
 from es_rerank.proxy.plan import (DEFAULT_MAX_RESULT_WINDOW, PassThrough, RerankPlan, RerankSpec, SearchRequest,
@@ -315,7 +316,8 @@ async def _search(context: ProxyContext, request: web.Request, path: str, query_
     encoding = request.headers.get("Content-Encoding", "")
     body = inflate(raw, encoding, limits.max_body_bytes) if raw and encoding else raw
     # Checked here, once, on the inflated body: every search below, relayed or reranked, is capped.
-    refuse_deep_json(body, request.headers.get("Content-Type", ""), "", limits.max_json_depth, limits.max_body_bytes)
+    refuse_deep_json(body, request.headers.get("Content-Type", ""), "", path, limits.max_json_depth,
+                     limits.max_body_bytes)
     if context.batcher is None:  # no model: relay, only taking out ext.rerank (OpenSearch would reject it)
         plan = PassThrough("no model loaded", strip_rerank_ext(body))
     else:
@@ -348,7 +350,8 @@ async def _relay(context: ProxyContext, request: web.Request, path_qs: str, body
     """Send the request upstream and relay the answer unchanged: status, headers, body bytes.
 
     `body=None` means the client's body has not been read: small ones are read whole, large or
-    chunked ones stream through with the size limit enforced as they go.
+    chunked ones stream through with the size limit enforced as they go. Either way every byte is
+    depth-checked before it is relayed (a deep query kills OpenSearch).
     """
     limits = context.settings.limits
     headers = forward_request_headers(client_headers)
@@ -357,13 +360,17 @@ async def _relay(context: ProxyContext, request: web.Request, path_qs: str, body
         data = body
     elif not request.body_exists:
         data = None
-    elif _read_whole(request.content_length, path_qs):
-        data = await read_body(request.content, request.content_length, limits.max_body_bytes, limits.body_timeout_s)
-        refuse_deep_json(data, client_headers.get("Content-Type", ""), client_headers.get("Content-Encoding", ""),
-                         limits.max_json_depth, limits.max_body_bytes)
     else:
-        check_declared_length(request.content_length, limits.max_body_bytes)
-        data = _watch(stream_body(request.content, limits.max_body_bytes, limits.body_timeout_s), stream_error)
+        check = BodyDepthCheck(client_headers.get("Content-Type", ""), client_headers.get("Content-Encoding", ""),
+                               path_qs, limits.max_json_depth, limits.max_body_bytes)
+        if _read_whole(request.content_length):
+            data = await read_body(request.content, request.content_length, limits.max_body_bytes,
+                                   limits.body_timeout_s)
+            check.feed(data)
+        else:
+            check_declared_length(request.content_length, limits.max_body_bytes)
+            data = _watch(checked_stream(stream_body(request.content, limits.max_body_bytes, limits.body_timeout_s),
+                                         check), stream_error)
     try:
         upstream = await context.upstream.send(request.method, path_qs, headers, data)
     except ProxyHTTPError:
@@ -378,16 +385,14 @@ async def _relay(context: ProxyContext, request: web.Request, path_qs: str, body
         upstream.release()
 
 
-def _read_whole(content_length: int | None, path_qs: str) -> bool:
-    """Small bodies are read whole (and depth-checked); large ones, and chunked `_bulk` loads, stream.
+def _read_whole(content_length: int | None) -> bool:
+    """Small bodies of a declared length are read whole (one write upstream); large or chunked ones stream.
 
     Example:
-        >>> _read_whole(None, "/docs/_count"), _read_whole(None, "/_bulk?refresh=true"), _read_whole(5 << 20, "/x")
-        (True, False, False)
+        >>> _read_whole(None), _read_whole(5 << 20), _read_whole(100)
+        (False, False, True)
     """
-    if content_length is None:
-        return not path_qs.partition("?")[0].endswith("/_bulk")
-    return content_length <= INLINE_BODY_BYTES
+    return content_length is not None and content_length <= INLINE_BODY_BYTES
 
 
 async def _watch(chunks, errors: list):

@@ -11,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import re
 import zlib
 from typing import AsyncIterator
 
@@ -20,6 +19,7 @@ import numpy as np
 from es_rerank.proxy.httperror import ProxyHTTPError
 
 TOO_LARGE = "content_too_long_exception"
+_SCAN_SLICE = 1 << 20  # the depth scanner's numpy passes work on at most this many bytes at once
 
 
 def too_large(size_text: str, limit: int) -> ProxyHTTPError:
@@ -163,63 +163,212 @@ def json_depth(value) -> int:
     return deepest
 
 
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"{}[]")
-
-
-_EXACT_DEPTH_BYTES = 1 << 20
-
-
 def raw_json_depth(raw: bytes) -> int:
-    """Bracket nesting depth of JSON bytes that may not parse, in C-speed passes.
-
-    Brackets inside strings are skipped for bodies up to 1 MiB; larger ones are counted
-    as if they had none (an upper bound: the check errs on the side of refusing).
+    """Bracket nesting depth of JSON bytes that may not parse (brackets inside strings skipped).
 
     Example:
         >>> raw_json_depth(b'{"a": [{"b": "}}]]"}'), raw_json_depth(b'{"a": {"b": [')
         (3, 3)
     """
-    brackets = raw.translate(None, _NOT_BRACKETS)
-    depth = _bracket_depth(brackets)
-    if depth and len(raw) <= _EXACT_DEPTH_BYTES and b'"' in raw:
-        depth = _bracket_depth(_JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS))
-    return depth
+    scanner = JsonDepthScanner()
+    scanner.feed(raw)
+    return scanner.deepest
 
 
-def refuse_deep_json(body: bytes, content_type: str, encoding: str, limit: int, max_bytes: int) -> None:
+def too_deep(depth: int, limit: int) -> ProxyHTTPError:
+    """The 400 for a body nested past the cap; the connection closes as the rest may be unread.
+
+    Example:
+        >>> too_deep(150, 100).reason
+        'request JSON nests at least 150 levels deep; the proxy accepts at most 100'
+    """
+    return ProxyHTTPError(400, "parsing_exception",
+                          f"request JSON nests at least {depth} levels deep; the proxy accepts at most {limit}",
+                          close=True)
+
+
+def checks_depth(content_type: str) -> bool:
+    """Whether bodies of this type are depth-checked: JSON and NDJSON, and bodies that name no type.
+
+    Example:
+        >>> checks_depth("application/x-ndjson"), checks_depth(""), checks_depth("application/yaml")
+        (True, True, False)
+    """
+    return not content_type.strip() or "json" in content_type.lower()
+
+
+def is_ndjson(path: str) -> bool:
+    """Bodies of `_bulk`, `_msearch` and `_msearch/template` are NDJSON: checked line by line.
+
+    Decided by the endpoint, never by Content-Type: OpenSearch parses an `x-ndjson` body sent to
+    `_count` as one JSON document, newlines and all.
+
+    Example:
+        >>> is_ndjson("/docs/_bulk?refresh=true"), is_ndjson("/_msearch/template"), is_ndjson("/_search/template")
+        (True, True, False)
+    """
+    segments = path.partition("?")[0].rstrip("/").split("/")
+    return segments[-1] in ("_bulk", "_msearch") or segments[-2:] == ["_msearch", "template"]
+
+
+class BodyDepthCheck:
+    """Depth check of a request body as its bytes pass, before they are relayed.
+
+    JSON bodies must not nest deeper than `limit` (OpenSearch dies of a stack overflow on deep
+    queries); NDJSON is checked line by line. gzip/deflate bodies are inflated on the side (the
+    client's bytes are relayed as sent), refused with 413 past `max_bytes`. A body in another
+    format, or one OpenSearch could not decode either, is not checked.
+
+    Example:
+        >>> check = BodyDepthCheck("application/json", "", "/docs/_count", limit=2, max_bytes=100)
+        >>> check.feed(b'{"a": [')
+        >>> check.feed(b'[1]]}')
+        Traceback (most recent call last):
+        ...
+        es_rerank.proxy.httperror.ProxyHTTPError: request JSON nests at least 3 levels deep; the proxy accepts at most 2
+    """
+
+    def __init__(self, content_type: str, encoding: str, path: str, limit: int, max_bytes: int) -> None:
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self.active = checks_depth(content_type)
+        self.scanner = JsonDepthScanner(lines=is_ndjson(path))
+        self._inflated = 0
+        encoding = (encoding or "identity").strip().lower()
+        self._decoder = None
+        if encoding in ("gzip", "x-gzip"):
+            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._decoder = zlib.decompressobj(zlib.MAX_WBITS)
+        elif encoding != "identity":
+            self.active = False  # OpenSearch cannot decode it either, so it never parses it
+
+    def feed(self, raw: bytes) -> None:
+        """Check the next bytes; raises 400 past the depth cap, 413 when they inflate past `max_bytes`."""
+        if not self.active or not raw:
+            return
+        if self._decoder is None:
+            self._scan(raw)
+            return
+        try:
+            data = raw
+            while data and self.active:
+                plain = self._decoder.decompress(data, 1 << 20)
+                self._count(len(plain))
+                self._scan(plain)
+                data = self._decoder.unconsumed_tail
+        except zlib.error:
+            self.active = False  # corrupt: OpenSearch fails to decode it before parsing anything
+
+    def _count(self, size: int) -> None:
+        self._inflated += size
+        if self._inflated > self.max_bytes:
+            raise too_large("(after decompression)", self.max_bytes)
+
+    def _scan(self, plain: bytes) -> None:
+        self.scanner.feed(plain)
+        if self.scanner.deepest > self.limit:
+            raise too_deep(self.scanner.deepest, self.limit)
+
+
+def refuse_deep_json(body: bytes, content_type: str, encoding: str, path: str, limit: int, max_bytes: int) -> None:
     """400 in OpenSearch's shape for a JSON or NDJSON body, read whole, nested deeper than `limit`.
 
     OpenSearch can die of a stack overflow on a deeply nested query, so the cap holds on every
-    path, not only on reranked searches. Bodies that are not JSON, do not decode, or inflate past
-    1 MiB (where brackets inside strings would be counted) are left for OpenSearch to answer.
+    path, not only on reranked searches.
 
     Example:
-        >>> refuse_deep_json(b'{"a": [[1]]}', "application/json", "", 2, 100)
+        >>> refuse_deep_json(b'{"a": [[1]]}', "application/json", "", "/_search", 2, 100)
         Traceback (most recent call last):
         ...
-        es_rerank.proxy.httperror.ProxyHTTPError: request JSON nests 3 levels deep; the proxy accepts at most 2
-        >>> refuse_deep_json(b'[[[', "text/plain", "", 2, 100)   # not JSON: relayed as it is
+        es_rerank.proxy.httperror.ProxyHTTPError: request JSON nests at least 3 levels deep; the proxy accepts at most 2
+        >>> refuse_deep_json(b'[[[', "text/plain", "", "/_search", 2, 100)   # not JSON: OpenSearch refuses the type
     """
-    if not body or "json" not in content_type.lower():
-        return
-    try:
-        plain = inflate(body, encoding, max_bytes)
-    except ProxyHTTPError:
-        return
-    if len(plain) > _EXACT_DEPTH_BYTES:
-        return
-    depth = raw_json_depth(plain)
-    if depth > limit:
-        raise ProxyHTTPError(400, "parsing_exception",
-                             f"request JSON nests {depth} levels deep; the proxy accepts at most {limit}")
+    BodyDepthCheck(content_type, encoding, path, limit, max_bytes).feed(body)
 
 
-def _bracket_depth(brackets: bytes) -> int:
-    if not brackets:
-        return 0
-    steps = np.frombuffer(brackets, dtype=np.uint8)
-    return int(np.cumsum(np.where((steps == ord("{")) | (steps == ord("[")), 1, -1)).max())
+async def checked_stream(chunks: AsyncIterator[bytes], check: BodyDepthCheck) -> AsyncIterator[bytes]:
+    """Pass a streamed body through, each chunk checked before it is relayed.
+
+    Example:
+        >>> async def parts():
+        ...     yield b'{"a": ['
+        ...     yield b'[[1]]]}'
+        >>> async def relay(check):
+        ...     return [chunk async for chunk in checked_stream(parts(), check)]
+        >>> asyncio.run(relay(BodyDepthCheck("application/json", "", "/_count", limit=2, max_bytes=100)))
+        Traceback (most recent call last):
+        ...
+        es_rerank.proxy.httperror.ProxyHTTPError: request JSON nests at least 4 levels deep; the proxy accepts at most 2
+    """
+    async for chunk in chunks:
+        check.feed(chunk)
+        yield chunk
+
+
+class JsonDepthScanner:
+    """Bracket nesting depth of JSON bytes fed in any chunking, brackets inside strings skipped.
+
+    Each chunk is scanned in vectorised passes (escapes, string parity, depth walk), carrying
+    the state across chunk borders, so a body can be checked as it streams through. With
+    `lines=True` (NDJSON: `_bulk`, `_msearch`) every newline starts a fresh document. The walk
+    never goes below 0: a stray closing bracket cannot hide the opening ones after it.
+
+    Example:
+        >>> scanner = JsonDepthScanner()
+        >>> for part in (b'{"a": [{"b": "}}]', b']"}', b']}'):
+        ...     scanner.feed(part)
+        >>> scanner.deepest, scanner.depth
+        (3, 0)
+        >>> lines = JsonDepthScanner(lines=True)
+        >>> lines.feed(b'{"index": {}}\\n[[[\\n{"a": 1}\\n'); lines.deepest
+        3
+    """
+
+    def __init__(self, lines: bool = False) -> None:
+        self.lines = lines
+        self.depth = 0
+        self.deepest = 0
+        self._in_string = 0
+        self._backslashes = 0  # backslashes ending the previous chunk
+
+    def feed(self, chunk: bytes) -> None:
+        """Scan the next bytes of the body; `deepest` is the deepest nesting seen so far."""
+        for start in range(0, len(chunk), _SCAN_SLICE):
+            self._feed(chunk[start:start + _SCAN_SLICE])
+
+    def _feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        a = np.frombuffer(chunk, dtype=np.uint8)
+        n = a.size
+        idx = np.arange(n, dtype=np.int64)
+        backslash = a == 0x5C
+        last_other = np.maximum.accumulate(np.where(backslash, -1, idx))
+        run = idx - last_other + np.where(last_other < 0, self._backslashes, 0)  # backslashes ending at i
+        before = np.empty(n, dtype=np.int64)
+        before[0] = self._backslashes
+        before[1:] = run[:-1]
+        quote = (a == 0x22) & (before % 2 == 0)
+        newline = (a == 0x0A) if self.lines else np.zeros(n, dtype=bool)
+        last_newline = np.maximum.accumulate(np.where(newline, idx, -1))
+        fresh = last_newline >= 0  # a line of this chunk started after position last_newline
+        quotes = np.cumsum(quote)
+        parity = np.where(fresh, quotes - quotes[np.maximum(last_newline, 0)], quotes + self._in_string) % 2
+        outside = parity == 0
+        step = np.where(((a == 0x7B) | (a == 0x5B)) & outside, 1,
+                        np.where(((a == 0x7D) | (a == 0x5D)) & outside, -1, 0))
+        walk = np.cumsum(step)
+        local = np.where(fresh, walk - walk[np.maximum(last_newline, 0)], self.depth + walk)
+        # Reflect the walk at 0 within each line: offset lines so a running minimum never crosses them.
+        offset = (np.cumsum(newline) * (n + self.depth + 1)) if self.lines else 0
+        shifted = local - offset
+        floor = np.minimum.accumulate(np.minimum(shifted, -offset))
+        depth = shifted - floor
+        self.deepest = max(self.deepest, int(depth.max()))
+        self.depth = int(depth[-1])
+        self._in_string = int(parity[-1])
+        self._backslashes = int(run[-1])
 
 
 def check_json_depth(value, limit: int) -> None:
