@@ -33,7 +33,6 @@ from es_rerank.proxy.httperror import ProxyHTTPError
 from es_rerank.proxy.jsonio import TooDeep, dumps, has_duplicate_keys, loads
 from es_rerank.proxy.limits import check_json_depth, raw_json_depth
 
-SEARCH_PATH = re.compile(r"^/(?:(?P<target>[^/]+)/)?_search/?$")
 SWITCH_HEADER = "X-Rerank"
 SWITCH_OFF_VALUES = frozenset({"off", "false", "0", "no", "disabled"})
 KNOBS = ("enabled", "window", "fields", "query_text", "provenance", "fusion")
@@ -109,19 +108,40 @@ class WindowRequest:
     body: bytes
 
 
-def search_target(method: str, path: str) -> str | None:
-    """The raw index expression of a `_search` path (`_all` for `/_search`), or None for other requests.
+def search_target(method: str, path: str, endpoint: str = "_search") -> str | None:
+    """The raw (still encoded) index expression of a `_search` path (`_all` for `/_search`), or None.
+
+    Read as OpenSearch routes: the path splits on literal slashes, the endpoint name must match
+    as sent (OpenSearch has no handler for `%5Fsearch`), and the index expression is decoded for
+    rule matching (`target_indices`) but comes back as sent, for the requests the proxy makes about it.
 
     Example:
         >>> search_target("GET", "/a,b/_search"), search_target("POST", "/_search"), search_target("PUT", "/a/_search")
         ('a,b', '_all', None)
+        >>> search_target("GET", "/%3Clogs-%7Bnow%2Fd%7D%3E/_search/"), search_target("GET", "/a%2F_search")
+        ('%3Clogs-%7Bnow%2Fd%7D%3E', None)
+        >>> search_target("GET", "/a/%5Fsearch")
     """
     if method not in ("GET", "POST"):
         return None
-    match = SEARCH_PATH.match(path)
-    if match is None:
+    raw = path.split("/")
+    if len(raw) > 2 and raw[-1] == "":
+        raw = raw[:-1]  # one trailing slash
+    if raw[-1] != endpoint or raw[0] != "":
         return None
-    return match.group("target") or "_all"
+    if len(raw) == 2:
+        return "_all"
+    return raw[1] if len(raw) == 3 and raw[1] else None
+
+
+def target_indices(target: str) -> list[str]:
+    """The decoded index names of an index expression (OpenSearch splits on commas after decoding).
+
+    Example:
+        >>> target_indices("a%2Cb,%3Cc-%7Bnow%2Fd%7D%3E")
+        ['a', 'b', '<c-{now/d}>']
+    """
+    return unquote(target).split(",")
 
 
 def parse_params(query_string: str) -> dict[str, str]:
@@ -164,7 +184,7 @@ def plan_search(request: SearchRequest, settings: ProxySettings) -> PassThrough 
     if target is None:
         return PassThrough("not a search")
     params = parse_params(request.query_string)
-    rule = settings.rule_for([unquote(t) for t in target.split(",")])
+    rule = settings.rule_for(target_indices(target))
     early = _url_skip_reason(request, params, rule)
     if early is not None:
         return PassThrough(early, strip_rerank_ext(request.body))

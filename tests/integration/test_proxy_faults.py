@@ -268,8 +268,8 @@ def test_malformed_http_gets_400_and_a_closed_connection(limited_proxy):
 
 
 @pytest.mark.parametrize("path", ["/test-scifact/../_cluster/settings", "/test-scifact/%2e%2e/_cluster/settings",
-                                  "/test-scifact%2F_doc/1", "/a%5C..%5Cb"])
-def test_dot_segments_and_encoded_slashes_are_rejected(limited_proxy, path):
+                                  "/a\\..\\b"])
+def test_dot_segments_and_backslashes_are_rejected(limited_proxy, path):
     answer = raw_exchange(limited_proxy.url, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.1 400")
     assert b"illegal_argument_exception" in answer
