@@ -54,6 +54,9 @@ REASON_HEADER = "X-Rerank-Reason"
 # Bodies up to this size are read whole (one write upstream); larger ones stream through.
 INLINE_BODY_BYTES = 1 << 20
 WINDOW_CACHE_ENTRIES = 1024
+# A lowered index.max_result_window is picked up within this long (and at once when a search trips over it).
+WINDOW_CACHE_S = 10.0
+WINDOW_TOO_LARGE = b"Result window is too large"
 READY_CACHE_S = 1.0
 JSON_TYPE = "application/json; charset=UTF-8"
 
@@ -84,7 +87,7 @@ class ProxyContext:
         self.ab_dropped = Gauge("es_rerank_ab_log_dropped", "A/B log lines lost to a full queue or a failing disk.")
         self.draining = False
         self.in_flight = 0
-        self._windows: dict[str, int] = {}
+        self._windows: dict[str, tuple[float, int]] = {}  # target -> (read at, index.max_result_window)
         self._reachable = (0.0, False)
 
     async def lifespan(self, app: web.Application):
@@ -126,16 +129,18 @@ class ProxyContext:
         lines = [line for metric in (self.ab_searches, self.ab_dropped) for line in metric.header() + metric.lines()]
         return text + "\n".join(lines) + "\n"
 
-    async def result_window(self, target: str, client_headers) -> int:
-        """`index.max_result_window` of the search target, read once (with the client's own credentials) and cached.
+    async def result_window(self, target: str, client_headers, fresh: bool = False) -> int:
+        """`index.max_result_window` of the search target, read with the client's own credentials.
+
+        Cached for WINDOW_CACHE_S, since the setting can change at any time; `fresh` reads it again.
 
         Example:
             >>> await context.result_window("scifact", request.headers)   # doctest: +SKIP
             10000
         """
         cached = self._windows.get(target)
-        if cached is not None:
-            return cached
+        if cached is not None and not fresh and time.monotonic() - cached[0] < WINDOW_CACHE_S:
+            return cached[1]
         headers = forward_request_headers(client_headers)
         for name in ("Content-Length", "Content-Type", "Content-Encoding", "Accept-Encoding"):
             headers.popall(name, None)
@@ -154,7 +159,7 @@ class ProxyContext:
             return DEFAULT_MAX_RESULT_WINDOW
         if len(self._windows) >= WINDOW_CACHE_ENTRIES:
             self._windows.clear()
-        self._windows[target] = value
+        self._windows[target] = (time.monotonic(), value)
         return value
 
     async def opensearch_reachable(self) -> bool:
@@ -458,6 +463,13 @@ async def _rerank_window(context: ProxyContext, request: web.Request, plan: Rera
         metrics.requests.inc(("skipped",))
         return await _relay_search_body(context, request, request.raw_path, raw, window.body)
     status, up_headers, body = await _fetch_window(context, request, window)
+    if status == 400 and WINDOW_TOO_LARGE in body:
+        # index.max_result_window was lowered since it was cached: read it again and retry once.
+        window = window_request(plan, await context.result_window(plan.target, request.headers, fresh=True))
+        if isinstance(window, PassThrough):
+            metrics.requests.inc(("skipped",))
+            return await _relay_search_body(context, request, request.raw_path, raw, window.body)
+        status, up_headers, body = await _fetch_window(context, request, window)
     metrics.stage_seconds.observe(time.monotonic() - started, ("upstream",))
     response = None
     if status == 200 and "json" in up_headers.get("Content-Type", "json"):
