@@ -39,6 +39,7 @@ from es_rerank.proxy.limits import (BodyDepthCheck, check_declared_length, check
                                    refuse_deep_json, stream_body)
 from es_rerank.proxy.metrics import Counter, Gauge, ProxyMetrics
 from es_rerank.proxy.paths import check_path
+from es_rerank.proxy.rawjson import dump_keeping_raw, parse_keeping_raw
 from es_rerank.proxy.plan import (DEFAULT_MAX_RESULT_WINDOW, PassThrough, RerankPlan, RerankSpec, SearchRequest,
                                   WindowRequest, max_result_window, plan_search, search_target, settings_path,
                                   strip_rerank_ext, window_request)
@@ -474,7 +475,7 @@ async def _rerank_window(context: ProxyContext, request: web.Request, plan: Rera
     response = None
     if status == 200 and "json" in up_headers.get("Content-Type", "json"):
         try:
-            response = loads(body)
+            response, raw_text = parse_keeping_raw(body)  # hits' `_source` and the rest go back byte for byte
         except ValueError:
             response = None
     if response is None or not response_hits(response):
@@ -511,7 +512,7 @@ async def _rerank_window(context: ProxyContext, request: web.Request, plan: Rera
         teams = None
         if outcome == "fallback":
             metrics.fallbacks.inc((reason,))
-    out = dumps(page, pretty=spec.pretty)
+    out = dump_keeping_raw(page, raw_text, pretty=spec.pretty)
     headers = forward_response_headers(up_headers)
     for name in ("Content-Length", "Content-Encoding"):
         headers.popall(name, None)

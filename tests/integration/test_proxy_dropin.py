@@ -46,3 +46,66 @@ def test_a_lowered_max_result_window_is_read_again(proxy, windowed_index, os_cli
         assert lowered.headers["X-Rerank"] == "reranked" and len(lowered.json()["hits"]["hits"]) == 10
     finally:
         os_client.indices.put_settings(index=windowed_index, body={"index.max_result_window": 10000})
+
+
+SOURCES = "test-i14-source"
+# Number literals a parse and re-serialise changes; OpenSearch stores and returns `_source` as sent.
+RAW_SOURCES = {
+    "huge": b'{"text":"wing lift huge","n":1e400}',
+    "precise": b'{"text":"wing lift precise","n":0.10000000000000000001}',
+    "exponent": b'{"text": "wing lift exponent", "n": 1E2, "m": -0.0, "big": 123456789012345678901234567890}',
+    "unicode": b'{"text":"wing lift \\u00e9 caf\xc3\xa9","n":[1.50,{"x":2e-7}]}',
+}
+
+
+@pytest.fixture(scope="module")
+def sources_index(os_client, opensearch_url):
+    os_client.indices.delete(index=SOURCES, ignore=[404])
+    os_client.indices.create(index=SOURCES, body={"settings": {"number_of_shards": 1, "number_of_replicas": 0},
+                                                  "mappings": {"dynamic": False,
+                                                               "properties": {"text": {"type": "text"}}}})
+    for doc_id, raw in RAW_SOURCES.items():  # sent as bytes: a client library would re-serialise them
+        put = requests.put(f"{opensearch_url}/{SOURCES}/_doc/{doc_id}", data=raw, headers=JSON, timeout=30)
+        assert put.status_code == 201, put.text
+    os_client.indices.refresh(index=SOURCES)
+    yield SOURCES
+    os_client.indices.delete(index=SOURCES, ignore=[404])
+
+
+@pytest.fixture(scope="module")
+def source_proxy(opensearch_url, sources_index):
+    with running_proxy(settings_for(opensearch_url, IndexRule(sources_index, fields=("text",), window=10)),
+                       TermOverlapScorer()) as p:
+        yield p
+
+
+def strict_json(data: bytes):
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(data, parse_constant=refuse)
+
+
+def test_reranked_hits_keep_source_byte_for_byte(source_proxy, sources_index):
+    """Item 4: `_source` was re-serialised: 1e400 came out as Infinity, 0.10000000000000000001 as 0.1."""
+    query = {"query": {"match": {"text": "wing lift precise"}}}
+    response = requests.post(f"{source_proxy.url}/{sources_index}/_search", json=query, timeout=30)
+    assert response.status_code == 200 and response.headers["X-Rerank"] == "reranked"
+    served = strict_json(response.content)
+    assert served["hits"]["hits"][0]["_id"] == "precise"  # the model's order, not BM25's
+    assert len(served["hits"]["hits"]) == len(RAW_SOURCES)
+    for raw in RAW_SOURCES.values():
+        assert b'"_source":' + raw in response.content
+
+
+def test_pretty_reranked_responses_have_opensearchs_layout(source_proxy, sources_index, opensearch_url):
+    """Item 7: `?pretty` printed `"k": v` where OpenSearch prints `"k" : v`."""
+    query = {"query": {"match": {"text": "wing lift precise"}}, "aggs": {"n": {"value_count": {"field": "_id"}}}}
+    direct = requests.post(f"{opensearch_url}/{sources_index}/_search?pretty", json=query, timeout=30)
+    response = requests.post(f"{source_proxy.url}/{sources_index}/_search?pretty", json=query, timeout=30)
+    assert response.status_code == 200 and response.headers["X-Rerank"] == "reranked"
+    assert response.content.endswith(b"}\n") and b'": ' not in response.content
+    # Everything but the hits' order and scores is laid out as the node lays it out.
+    head = direct.content.partition(b'"timed_out"')[2].partition(b'"max_score"')[0]  # after "took", before the hits
+    assert head and head in response.content
+    assert direct.content.split(b'"aggregations" : ')[1] == response.content.split(b'"aggregations" : ')[1]
+    assert strict_json(response.content)["hits"]["hits"][0]["_id"] == "precise"

@@ -1,0 +1,170 @@
+"""Search responses parsed with the raw text of each value kept, and written back splicing that text.
+
+The proxy reorders hits and changes their scores; everything else must come out byte for byte as
+OpenSearch sent it. A parse and re-serialise does not do that: `1e400` would become `Infinity`
+(invalid JSON), `0.10000000000000000001` would become `0.1`. So `parse_keeping_raw` records the
+text of every value below the objects the proxy rebuilds (`RESPONSE_SHAPE`), and `dump_keeping_raw`
+writes that text back wherever the same value object is served again; only what the proxy made
+itself (the new scores, `_rerank`) is serialised. `pretty` writes OpenSearch's layout (`"k" : v`),
+which is what the spliced text already has when OpenSearch was asked for `?pretty` too.
+
+Example:
+    >>> body = b'{"took":1,"hits":{"hits":[{"_id":"a","_score":2.0,"_source":{"n":1e400,"p":1E2}}]}}'
+    >>> response, raw = parse_keeping_raw(body)
+    >>> hit = dict(response["hits"]["hits"][0], _score=0.5)
+    >>> dump_keeping_raw({**response, "hits": {"hits": [hit]}}, raw)
+    b'{"took":1,"hits":{"hits":[{"_id":"a","_score":0.5,"_source":{"n":1e400,"p":1E2}}]}}'
+    >>> print(dump_keeping_raw({"a": [], "b": {"c": [1, {}]}}, {}, pretty=True).decode(), end="")
+    {
+      "a" : [ ],
+      "b" : {
+        "c" : [
+          1,
+          { }
+        ]
+      }
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+# The objects the proxy rebuilds (the response, `hits`, each hit, a hit's `fields`); below them
+# every value is served as the text OpenSearch sent.
+RESPONSE_SHAPE = {"hits": {"hits": [{"fields": {}}]}}
+# Values whose text is kept: containers and floats and strings are fresh objects per parse, so an
+# object's id names one place in the response (ints and constants would not: small ints are shared).
+_KEPT_TYPES = (dict, list, float, str)
+_DECODER = json.JSONDecoder()
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def parse_keeping_raw(body: bytes, shape=RESPONSE_SHAPE) -> tuple[object, dict[int, str]]:
+    """The parsed response, and the raw text of each value below `shape`, by the value's id.
+
+    Raises ValueError on invalid JSON, on a key repeated in an object of `shape`, and on nesting
+    too deep to parse (the caller then has a plain answer of its own).
+
+    Example:
+        >>> value, raw = parse_keeping_raw(b'{"hits": {"total": {"value": 1}, "x": 0.10000000000000000001}}')
+        >>> raw[id(value["hits"]["x"])], value["hits"]["x"]
+        ('0.10000000000000000001', 0.1)
+    """
+    try:
+        text = body.decode("utf-8")
+        raw: dict[int, str] = {}
+        value, end = _walk(text, _skip(text, 0), shape, raw)
+    except (UnicodeDecodeError, RecursionError, IndexError) as exc:
+        raise ValueError(f"response is not JSON the proxy can splice: {type(exc).__name__}") from None
+    if _skip(text, end) != len(text):
+        raise ValueError("response has data after its JSON value")
+    return value, raw
+
+
+def _skip(text: str, index: int) -> int:
+    return _WHITESPACE.match(text, index).end()
+
+
+def _walk(text: str, index: int, shape, raw: dict[int, str]):
+    """Parse the value at `index`; descend into `shape`, decode (and keep the text of) what lies below it."""
+    if isinstance(shape, dict) and text[index] == "{":
+        return _walk_object(text, index, shape, raw)
+    if isinstance(shape, list) and text[index] == "[":
+        return _walk_array(text, index, shape[0], raw)
+    value, end = _DECODER.raw_decode(text, index)
+    if isinstance(value, _KEPT_TYPES):
+        raw[id(value)] = text[index:end]
+    return value, end
+
+
+def _walk_object(text: str, index: int, shape: dict, raw: dict[int, str]):
+    out = {}
+    index = _skip(text, index + 1)
+    if text[index] == "}":
+        return out, index + 1
+    while True:
+        if text[index] != '"':
+            raise ValueError(f"expected a key at character {index}")
+        key, index = _DECODER.raw_decode(text, index)
+        index = _skip(text, index)
+        if text[index] != ":":
+            raise ValueError(f"expected ':' at character {index}")
+        value, index = _walk(text, _skip(text, index + 1), shape.get(key), raw)
+        if key in out:
+            raise ValueError(f"key {key!r} repeats in one object")
+        out[key] = value
+        index = _skip(text, index)
+        if text[index] == "}":
+            return out, index + 1
+        if text[index] != ",":
+            raise ValueError(f"expected ',' or '}}' at character {index}")
+        index = _skip(text, index + 1)
+
+
+def _walk_array(text: str, index: int, shape, raw: dict[int, str]):
+    out = []
+    index = _skip(text, index + 1)
+    if text[index] == "]":
+        return out, index + 1
+    while True:
+        value, index = _walk(text, index, shape, raw)
+        out.append(value)
+        index = _skip(text, index)
+        if text[index] == "]":
+            return out, index + 1
+        if text[index] != ",":
+            raise ValueError(f"expected ',' or ']' at character {index}")
+        index = _skip(text, index + 1)
+
+
+def dump_keeping_raw(value, raw: dict[int, str], pretty: bool = False) -> bytes:
+    """UTF-8 JSON of `value`, writing the kept text for every value object found in `raw`.
+
+    Compact, or with `pretty` in OpenSearch's layout (two-space indent, `"k" : v`, `[ ]`, `{ }`,
+    a final newline). A float the proxy made that is not finite is written as null.
+
+    Example:
+        >>> dump_keeping_raw({"s": 0.25, "t": float("nan"), "u": "é"}, {})
+        b'{"s":0.25,"t":null,"u":"\\xc3\\xa9"}'
+    """
+    out: list[str] = []
+    _emit(value, raw, out, 0 if pretty else None)
+    if pretty:
+        out.append("\n")
+    return "".join(out).encode("utf-8", "surrogatepass")
+
+
+def _emit(value, raw: dict[int, str], out: list[str], depth: int | None) -> None:
+    kept = raw.get(id(value))
+    if kept is not None:
+        out.append(kept)
+    elif isinstance(value, dict):
+        _emit_items(value.items(), "{", "}", raw, out, depth)
+    elif isinstance(value, (list, tuple)):
+        _emit_items(((None, item) for item in value), "[", "]", raw, out, depth)
+    elif isinstance(value, float) and not math.isfinite(value):
+        out.append("null")
+    else:
+        out.append(json.dumps(value, ensure_ascii=False))
+
+
+def _emit_items(items, opening: str, closing: str, raw: dict[int, str], out: list[str], depth: int | None) -> None:
+    out.append(opening)
+    inner = None if depth is None else depth + 1
+    count = 0
+    for key, item in items:
+        if count:
+            out.append(",")
+        if inner is not None:
+            out.append("\n" + "  " * inner)
+        if key is not None:
+            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(":" if depth is None else " : ")
+        _emit(item, raw, out, inner)
+        count += 1
+    if depth is not None:
+        out.append(("\n" + "  " * depth) if count else " ")
+    out.append(closing)
