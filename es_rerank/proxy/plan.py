@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 from urllib.parse import unquote, unquote_plus
 
@@ -30,8 +30,9 @@ from es_rerank.config import IndexRule, ProxySettings, UpstreamSettings  # noqa:
 from es_rerank.errors import ConfigError
 from es_rerank.fusion import CE_ONLY, FusionWeights, parse_fusion_override
 from es_rerank.proxy.httperror import ProxyHTTPError
-from es_rerank.proxy.jsonio import TooDeep, dumps, has_duplicate_keys, loads
+from es_rerank.proxy.jsonio import TooDeep, has_duplicate_keys, loads
 from es_rerank.proxy.limits import check_json_depth, raw_json_depth
+from es_rerank.proxy.rawjson import dump_keeping_raw, parse_keeping_raw
 
 SWITCH_HEADER = "X-Rerank"
 SWITCH_OFF_VALUES = frozenset({"off", "false", "0", "no", "disabled"})
@@ -97,6 +98,12 @@ class RerankPlan:
     query_string: str
     body: dict
     passthrough_body: bytes | None
+    raw_text: Mapping[int, str] = field(default_factory=dict)  # the client's text of the body's values
+
+
+# The request-body objects the proxy rebuilds; every other value is relayed as the client wrote it
+# (a re-serialised `1e400` would become null, which a range query reads as "no bound").
+REQUEST_SHAPE = {"ext": {}}
 
 
 @dataclass(frozen=True)
@@ -191,7 +198,7 @@ def plan_search(request: SearchRequest, settings: ProxySettings) -> PassThrough 
     if request.body.strip() and not _is_json(request.headers.get("Content-Type", "")):
         return PassThrough("body is not JSON")
     try:
-        body = loads(request.body) if request.body.strip() else {}
+        body, raw_text = parse_keeping_raw(request.body, REQUEST_SHAPE) if request.body.strip() else ({}, {})
     except ValueError as exc:
         # Deep bodies are never relayed, parsable or not: OpenSearch dies of a stack overflow on deep queries.
         if isinstance(exc, TooDeep) or raw_json_depth(request.body) > settings.limits.max_json_depth:
@@ -203,7 +210,7 @@ def plan_search(request: SearchRequest, settings: ProxySettings) -> PassThrough 
     check_json_depth(body, settings.limits.max_json_depth)
     if has_duplicate_keys(request.body):  # re-serialising would silently keep the last value
         return PassThrough("duplicate keys in JSON: OpenSearch answers it")
-    knobs, body, passthrough_body = _take_knobs(body, request.body)
+    knobs, body, passthrough_body = _take_knobs(body, raw_text)
     _check_knobs(knobs, settings.max_window)
     fusion = fusion_weights(knobs, rule)
     if knobs.get("enabled") is False:
@@ -227,7 +234,7 @@ def plan_search(request: SearchRequest, settings: ProxySettings) -> PassThrough 
                       pretty=params.get("pretty", "false") != "false", fusion=fusion, dense_model=rule.dense_model)
     return RerankPlan(spec=spec, path=request.path, target=target,
                       query_string=drop_params(request.query_string, MOVED_PARAMS), body=upstream_body,
-                      passthrough_body=passthrough_body)
+                      passthrough_body=passthrough_body, raw_text=raw_text)
 
 
 def window_request(plan: RerankPlan, max_result_window: int) -> WindowRequest | PassThrough:
@@ -250,7 +257,7 @@ def window_request(plan: RerankPlan, max_result_window: int) -> WindowRequest | 
     spec = replace(spec, window=min(spec.window, max_result_window))
     body = {**plan.body, "from": 0, "size": max(spec.window, end)}
     path_qs = plan.path + ("?" + plan.query_string if plan.query_string else "")
-    return WindowRequest(spec=spec, path_qs=path_qs, body=dumps(body))
+    return WindowRequest(spec=spec, path_qs=path_qs, body=dump_keeping_raw(body, plan.raw_text))
 
 
 def settings_path(target: str) -> str:
@@ -444,21 +451,21 @@ def strip_rerank_ext(raw: bytes) -> bytes | None:
     Example:
         >>> strip_rerank_ext(b'{"size": 5}') is None
         True
-        >>> strip_rerank_ext(b'{"size": 5, "ext": {"rerank": {"window": 9}}}')
-        b'{"size":5}'
+        >>> strip_rerank_ext(b'{"size": 5, "min_score": 1e400, "ext": {"rerank": {"window": 9}}}')
+        b'{"size":5,"min_score":1e400}'
     """
     if b"rerank" not in raw:
         return None
     try:
-        body = loads(raw)
+        body, raw_text = parse_keeping_raw(raw, REQUEST_SHAPE)
     except ValueError:
         return None
     if not isinstance(body, dict):
         return None
-    return _take_knobs(body, raw)[2]
+    return _take_knobs(body, raw_text)[2]
 
 
-def _take_knobs(body: dict, raw: bytes) -> tuple[dict, dict, bytes | None]:
+def _take_knobs(body: dict, raw_text: Mapping[int, str]) -> tuple[dict, dict, bytes | None]:
     """Split `ext.rerank` off the body: (knobs, body without them, that body as bytes or None if unchanged)."""
     ext = body.get("ext")
     if not isinstance(ext, dict) or "rerank" not in ext:
@@ -470,7 +477,7 @@ def _take_knobs(body: dict, raw: bytes) -> tuple[dict, dict, bytes | None]:
     body = {k: v for k, v in body.items() if k != "ext"}
     if rest:
         body["ext"] = rest
-    return knobs, body, dumps(body)
+    return knobs, body, dump_keeping_raw(body, raw_text)
 
 
 def _check_knobs(knobs: dict, max_window: int) -> None:

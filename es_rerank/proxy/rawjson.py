@@ -38,7 +38,13 @@ RESPONSE_SHAPE = {"hits": {"hits": [{"fields": {}}]}}
 # Values whose text is kept: containers and floats and strings are fresh objects per parse, so an
 # object's id names one place in the response (ints and constants would not: small ints are shared).
 _KEPT_TYPES = (dict, list, float, str)
-_DECODER = json.JSONDecoder()
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")  # as OpenSearch refuses NaN and Infinity
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 

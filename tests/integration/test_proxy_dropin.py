@@ -109,3 +109,15 @@ def test_pretty_reranked_responses_have_opensearchs_layout(source_proxy, sources
     assert head and head in response.content
     assert direct.content.split(b'"aggregations" : ')[1] == response.content.split(b'"aggregations" : ')[1]
     assert strict_json(response.content)["hits"]["hits"][0]["_id"] == "precise"
+
+
+@pytest.mark.parametrize("ext", [{}, {"ext": {"rerank": {"enabled": False}}}], ids=["reranked", "ext-stripped"])
+def test_the_search_body_the_proxy_rewrites_keeps_the_clients_numbers(proxy, windowed_index, opensearch_url, ext):
+    """Item 4, the same bug class on the request side: `min_score: 1e400` was re-serialised as null (a 400)."""
+    body = json.dumps({"query": {"match": {"text": "wing"}}, **ext}).encode()[:-1] + b', "min_score": 1e400}'
+    direct = requests.post(f"{opensearch_url}/{windowed_index}/_search", headers=JSON, timeout=30,
+                           data=body.replace(b', "ext": {"rerank": {"enabled": false}}', b""))
+    served = requests.post(f"{proxy.url}/{windowed_index}/_search", data=body, headers=JSON, timeout=30)
+    assert direct.status_code == 200 and direct.json()["hits"]["total"]["value"] == 0
+    assert served.status_code == 200, served.text[:300]
+    assert served.json()["hits"] == direct.json()["hits"]
