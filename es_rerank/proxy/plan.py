@@ -98,7 +98,7 @@ class RerankPlan:
     query_string: str
     body: dict
     passthrough_body: bytes | None
-    raw_text: Mapping[int, str] = field(default_factory=dict)  # the client's text of the body's values
+    raw_text: Mapping = field(default_factory=dict)  # the client's text of the body's values (rawjson)
 
 
 # The request-body objects the proxy rebuilds; every other value is relayed as the client wrote it
@@ -465,7 +465,7 @@ def strip_rerank_ext(raw: bytes) -> bytes | None:
     return _take_knobs(body, raw_text)[2]
 
 
-def _take_knobs(body: dict, raw_text: Mapping[int, str]) -> tuple[dict, dict, bytes | None]:
+def _take_knobs(body: dict, raw_text: Mapping) -> tuple[dict, dict, bytes | None]:
     """Split `ext.rerank` off the body: (knobs, body without them, that body as bytes or None if unchanged)."""
     ext = body.get("ext")
     if not isinstance(ext, dict) or "rerank" not in ext:

@@ -35,9 +35,11 @@ import re
 # The objects the proxy rebuilds (the response, `hits`, each hit, a hit's `fields`); below them
 # every value is served as the text OpenSearch sent.
 RESPONSE_SHAPE = {"hits": {"hits": [{"fields": {}}]}}
-# Values whose text is kept: containers and floats and strings are fresh objects per parse, so an
-# object's id names one place in the response (ints and constants would not: small ints are shared).
+# Values whose text is kept: containers, floats and strings (small ints and constants are shared
+# objects, and their text is their repr anyway). The map holds each value itself too: an id alone
+# could be reused by a new object once the parsed one is gone.
 _KEPT_TYPES = (dict, list, float, str)
+RawText = dict  # id(value) -> (value, its text as sent)
 
 
 def _refuse_constant(name: str):
@@ -48,7 +50,7 @@ _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
-def parse_keeping_raw(body: bytes, shape=RESPONSE_SHAPE) -> tuple[object, dict[int, str]]:
+def parse_keeping_raw(body: bytes, shape=RESPONSE_SHAPE) -> tuple[object, RawText]:
     """The parsed response, and the raw text of each value below `shape`, by the value's id.
 
     Raises ValueError on invalid JSON, on a key repeated in an object of `shape`, and on nesting
@@ -56,12 +58,12 @@ def parse_keeping_raw(body: bytes, shape=RESPONSE_SHAPE) -> tuple[object, dict[i
 
     Example:
         >>> value, raw = parse_keeping_raw(b'{"hits": {"total": {"value": 1}, "x": 0.10000000000000000001}}')
-        >>> raw[id(value["hits"]["x"])], value["hits"]["x"]
+        >>> raw[id(value["hits"]["x"])][1], value["hits"]["x"]
         ('0.10000000000000000001', 0.1)
     """
     try:
         text = body.decode("utf-8")
-        raw: dict[int, str] = {}
+        raw: RawText = {}
         value, end = _walk(text, _skip(text, 0), shape, raw)
     except (UnicodeDecodeError, RecursionError, IndexError) as exc:
         raise ValueError(f"response is not JSON the proxy can splice: {type(exc).__name__}") from None
@@ -74,7 +76,7 @@ def _skip(text: str, index: int) -> int:
     return _WHITESPACE.match(text, index).end()
 
 
-def _walk(text: str, index: int, shape, raw: dict[int, str]):
+def _walk(text: str, index: int, shape, raw: RawText):
     """Parse the value at `index`; descend into `shape`, decode (and keep the text of) what lies below it."""
     if isinstance(shape, dict) and text[index] == "{":
         return _walk_object(text, index, shape, raw)
@@ -82,11 +84,11 @@ def _walk(text: str, index: int, shape, raw: dict[int, str]):
         return _walk_array(text, index, shape[0], raw)
     value, end = _DECODER.raw_decode(text, index)
     if isinstance(value, _KEPT_TYPES):
-        raw[id(value)] = text[index:end]
+        raw[id(value)] = (value, text[index:end])
     return value, end
 
 
-def _walk_object(text: str, index: int, shape: dict, raw: dict[int, str]):
+def _walk_object(text: str, index: int, shape: dict, raw: RawText):
     out = {}
     index = _skip(text, index + 1)
     if text[index] == "}":
@@ -110,7 +112,7 @@ def _walk_object(text: str, index: int, shape: dict, raw: dict[int, str]):
         index = _skip(text, index + 1)
 
 
-def _walk_array(text: str, index: int, shape, raw: dict[int, str]):
+def _walk_array(text: str, index: int, shape, raw: RawText):
     out = []
     index = _skip(text, index + 1)
     if text[index] == "]":
@@ -126,7 +128,7 @@ def _walk_array(text: str, index: int, shape, raw: dict[int, str]):
         index = _skip(text, index + 1)
 
 
-def dump_keeping_raw(value, raw: dict[int, str], pretty: bool = False) -> bytes:
+def dump_keeping_raw(value, raw: RawText, pretty: bool = False) -> bytes:
     """UTF-8 JSON of `value`, writing the kept text for every value object found in `raw`.
 
     Compact, or with `pretty` in OpenSearch's layout (two-space indent, `"k" : v`, `[ ]`, `{ }`,
@@ -143,10 +145,10 @@ def dump_keeping_raw(value, raw: dict[int, str], pretty: bool = False) -> bytes:
     return "".join(out).encode("utf-8", "surrogatepass")
 
 
-def _emit(value, raw: dict[int, str], out: list[str], depth: int | None) -> None:
+def _emit(value, raw: RawText, out: list[str], depth: int | None) -> None:
     kept = raw.get(id(value))
-    if kept is not None:
-        out.append(kept)
+    if kept is not None and kept[0] is value:
+        out.append(kept[1])
     elif isinstance(value, dict):
         _emit_items(value.items(), "{", "}", raw, out, depth)
     elif isinstance(value, (list, tuple)):
@@ -157,7 +159,7 @@ def _emit(value, raw: dict[int, str], out: list[str], depth: int | None) -> None
         out.append(json.dumps(value, ensure_ascii=False))
 
 
-def _emit_items(items, opening: str, closing: str, raw: dict[int, str], out: list[str], depth: int | None) -> None:
+def _emit_items(items, opening: str, closing: str, raw: RawText, out: list[str], depth: int | None) -> None:
     out.append(opening)
     inner = None if depth is None else depth + 1
     count = 0

@@ -1,0 +1,43 @@
+"""rawjson: what the proxy does not change comes out as the text it came in (issue 14 item 4)."""
+
+import gc
+import json
+
+from hypothesis import given, settings, strategies as st
+
+from es_rerank.proxy.rawjson import dump_keeping_raw, parse_keeping_raw
+
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+                      max_leaves=20)
+LITERALS = st.sampled_from(["1e400", "-1E-400", "0.10000000000000000001", "1E2", "-0", "-0.0", "1.50",
+                            "123456789012345678901234567890", '"\\u00e9\\/"', '"\\ud800"'])
+
+
+@settings(max_examples=300, deadline=None)
+@given(hits=st.lists(st.tuples(VALUES, LITERALS), max_size=5), extra=VALUES)
+def test_a_response_round_trips_byte_for_byte(hits, extra):
+    hit_texts = [f'{{"_id":"{k}","_score":1.5,"_source":{{"v":{json.dumps(v, separators=(",", ":"))},"n":{lit}}},'
+                 f'"sort":[{lit}]}}' for k, (v, lit) in enumerate(hits)]
+    text = f'{{"took":3,"x":{json.dumps(extra, separators=(",", ":"))},"hits":{{"hits":[{",".join(hit_texts)}]}}}}'
+    response, raw = parse_keeping_raw(text.encode("utf-8", "surrogatepass"))
+    page = {**response, "hits": {**response["hits"], "hits": [dict(h) for h in response["hits"]["hits"][::-1]]}}
+    expected = f'{{"took":3,"x":{json.dumps(extra, separators=(",", ":"))},"hits":{{"hits":[{",".join(hit_texts[::-1])}]}}}}'
+    assert dump_keeping_raw(page, raw) == expected.encode("utf-8", "surrogatepass")
+
+
+def test_a_new_object_never_takes_the_text_of_a_dead_one():
+    response, raw = parse_keeping_raw(b'{"hits":{"hits":[]},"ext":{"rerank":{"window":9}}}')
+    del response
+    gc.collect()
+    fresh = [{"from": 0} for _ in range(1000)]  # new objects reuse freed ids; none may be written as old text
+    assert all(dump_keeping_raw(value, raw) == b'{"from":0}' for value in fresh)
+
+
+def test_a_repeated_key_is_refused():
+    try:
+        parse_keeping_raw(b'{"hits":{"hits":[],"hits":[]}}')
+    except ValueError as exc:
+        assert "repeats" in str(exc)
+    else:
+        raise AssertionError("a repeated key must not be spliced")
