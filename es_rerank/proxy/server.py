@@ -61,9 +61,14 @@ class RedactMalformedRequests(logging.Filter):
 
 async def _close_while_draining(request: web.Request, response: web.StreamResponse) -> None:
     """After SIGTERM every answer says `Connection: close`, so clients stop reusing connections that the
-    drain is about to close (a request sent on an idle connection as it closes would see a reset)."""
+    drain is about to close (a request sent on an idle connection as it closes would see a reset).
+
+    The header is set by hand: aiohttp writes its own Connection header before this hook runs, so
+    `force_close()` alone closes the connection without telling the client.
+    """
     if request.app[CONTEXT].draining:
         response.force_close()
+        response.headers["Connection"] = "close"
 
 
 def _redact_malformed_request_logs() -> None:

@@ -104,3 +104,50 @@ def test_sigterm_lets_an_in_flight_rerank_finish(opensearch_url, scifact_index):
         assert response.status_code == 200 and response.headers["X-Rerank"] == "reranked"
     finally:
         process.kill()
+
+
+def next_request_outcome(session, url) -> str:
+    """'answered', 'refused' (a fresh connection found the port closed: safe to retry) or 'reset'."""
+    import urllib3
+
+    try:
+        session.get(url + "/_rerank/health", timeout=10)
+        return "answered"
+    except requests.exceptions.ConnectionError as exc:
+        cause = exc.args[0] if exc.args else None
+        if isinstance(cause, urllib3.exceptions.MaxRetryError) and \
+                isinstance(cause.reason, urllib3.exceptions.NewConnectionError):
+            return "refused"
+        return "reset"
+
+
+def test_sigterm_drain_tells_keep_alive_clients_to_reconnect(opensearch_url, scifact_index):
+    """Issue 14 item 5: draining answers carried no `Connection: close`, so keep-alive clients reused
+    connections the drain then closed, and their next request was reset."""
+    clients = 8
+    process, url = start([sys.executable, "-c", SLOW_SCORER_PROXY, opensearch_url, scifact_index, "3"])
+    sessions = [requests.Session() for _ in range(clients)]
+    try:
+        wait_until(lambda: requests.get(url + "/_rerank/ready", timeout=5).status_code == 200,
+                   "the proxy to be ready (the warm-up call takes 3 s too)")
+        for session in sessions:  # each client holds a keep-alive connection
+            assert session.get(url + "/_rerank/health", timeout=10).headers.get("Connection") != "close"
+        body = json.dumps({"query": {"match": {"text": "breast cancer"}}})
+        searches = [in_background(lambda s=s: s.post(url + f"/{scifact_index}/_search", data=body, timeout=60,
+                                                     headers={"Content-Type": "application/json"}))
+                    for s in sessions]
+        wait_until(lambda: f"es_rerank_in_flight {clients}" in requests.get(url + "/_rerank/metrics", timeout=5).text,
+                   "every search to be in the model")
+        process.send_signal(signal.SIGTERM)
+        for thread, box in searches:
+            thread.join(60)
+            response = box["result"]
+            assert response.status_code == 200 and response.headers["X-Rerank"] == "reranked"
+            assert response.headers.get("Connection") == "close"
+        outcomes = [next_request_outcome(session, url) for session in sessions]
+        assert "reset" not in outcomes, outcomes
+        assert process.wait(60) == 0
+    finally:
+        for session in sessions:
+            session.close()
+        process.kill()
