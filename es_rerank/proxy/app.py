@@ -25,6 +25,7 @@ from typing import Mapping
 import numpy as np
 
 from aiohttp import web
+from aiohttp.web_response import ContentCoding
 from multidict import CIMultiDict
 
 from es_rerank.ab.online import OnlineAb, new_query_id, response_headers
@@ -33,6 +34,7 @@ from es_rerank.config import IndexRule, ProxySettings, UpstreamSettings  # noqa:
 from es_rerank.errors import ConfigError, ScoringError, ScoringOutOfMemory
 from es_rerank.fusion import fuse
 from es_rerank.proxy.batcher import Batcher
+from es_rerank.proxy.encoding import response_encoding
 from es_rerank.proxy.httperror import ProxyHTTPError, error_body
 from es_rerank.proxy.jsonio import dumps, loads
 from es_rerank.proxy.limits import (BodyDepthCheck, check_declared_length, checked_stream, inflate, read_body,
@@ -523,8 +525,9 @@ async def _rerank_window(context: ProxyContext, request: web.Request, plan: Rera
         query_id = new_query_id()
         headers.update(response_headers(decision, query_id))
     reply = web.Response(status=200, body=out, headers=headers)
-    if "gzip" in request.headers.get("Accept-Encoding", "") and len(out) > 1024:
-        reply.enable_compression()
+    coding = response_encoding(request.headers.get("Accept-Encoding", ""))
+    if coding is not None:  # OpenSearch compresses every size, so the proxy does too
+        reply.enable_compression(ContentCoding(coding))
     now = time.monotonic()
     metrics.stage_seconds.observe(now - scored_at, ("rewrite",))
     metrics.stage_seconds.observe(now - started, ("total",))

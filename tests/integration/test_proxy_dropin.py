@@ -121,3 +121,22 @@ def test_the_search_body_the_proxy_rewrites_keeps_the_clients_numbers(proxy, win
     assert direct.status_code == 200 and direct.json()["hits"]["total"]["value"] == 0
     assert served.status_code == 200, served.text[:300]
     assert served.json()["hits"] == direct.json()["hits"]
+
+
+@pytest.mark.parametrize("accept", ["gzip, deflate", "deflate, gzip", "gzip;q=0", "deflate", "gzip;q=0.5, deflate;q=1",
+                                    "x-gzip", "identity", "br"])
+def test_reranked_responses_are_compressed_as_the_node_compresses(proxy, windowed_index, opensearch_url, accept):
+    """Item 6: `gzip, deflate` got deflate where the node gives gzip; `gzip;q=0` still got gzip; `deflate` got none."""
+    url = f"/{windowed_index}/_search?size=3"
+    direct = requests.post(opensearch_url + url, json=MATCH, headers={"Accept-Encoding": accept}, timeout=30)
+    served = requests.post(proxy.url + url, json=MATCH, headers={"Accept-Encoding": accept}, timeout=30)
+    assert served.headers["X-Rerank"] == "reranked"
+    assert served.headers.get("Content-Encoding") == direct.headers.get("Content-Encoding")
+    assert len(served.json()["hits"]["hits"]) == 3  # and it decodes
+
+
+def test_a_star_accept_encoding_gets_a_coding_the_client_can_decode(proxy, windowed_index):
+    """Item 6: `*` got no compression (the node answers snappy, which the proxy replaces by gzip)."""
+    served = requests.post(f"{proxy.url}/{windowed_index}/_search?size=3", json=MATCH,
+                           headers={"Accept-Encoding": "*"}, timeout=30)
+    assert served.headers.get("Content-Encoding") == "gzip" and len(served.json()["hits"]["hits"]) == 3
