@@ -35,7 +35,8 @@ from es_rerank.errors import ConfigError, ScoringError, ScoringOutOfMemory
 from es_rerank.fusion import fuse
 from es_rerank.proxy.batcher import Batcher
 from es_rerank.proxy.encoding import response_encoding
-from es_rerank.proxy.httperror import ProxyHTTPError, error_body
+from es_rerank.proxy.connections import ENGINE_LESS_HEADERS
+from es_rerank.proxy.httperror import JSON_TYPE, ProxyHTTPError, error_body
 from es_rerank.proxy.jsonio import dumps, loads
 from es_rerank.proxy.limits import (BodyDepthCheck, check_declared_length, checked_stream, inflate, read_body,
                                    refuse_deep_json, stream_body)
@@ -61,7 +62,6 @@ WINDOW_CACHE_ENTRIES = 1024
 WINDOW_CACHE_S = 10.0
 WINDOW_TOO_LARGE = b"Result window is too large"
 READY_CACHE_S = 1.0
-JSON_TYPE = "application/json; charset=UTF-8"
 
 
 class ProxyContext:
@@ -238,16 +238,29 @@ def create_app(settings: ProxySettings, scorer: Scorer | None,
     app[CONTEXT] = context
     app.cleanup_ctx.append(context.lifespan)
     app.router.add_route("*", "/{tail:.*}", _handle, expect_handler=_expect_continue)
+    app.on_response_prepare.append(_engine_headers)
     return app
 
 
+async def _engine_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Take out the `Server` and `Date` headers aiohttp adds: OpenSearch sends neither, and `Server`
+    names the proxy's software and versions."""
+    for name in ENGINE_LESS_HEADERS:
+        response.headers.popall(name, None)
+
+
 async def _expect_continue(request: web.Request):
-    """Answer `Expect: 100-continue` with 413 instead of 100 when the declared body is over the limit."""
+    """Answer `Expect: 100-continue` with 100 (or 413 when the declared body is over the limit), any other
+    expectation with 417 and no body, as OpenSearch does."""
+    if request.headers.get("Expect", "").strip().lower() != "100-continue":
+        response = web.Response(status=417)
+        response.force_close()  # the body, if any, is never read
+        return response
     try:
         check_declared_length(request.content_length, request.app[CONTEXT].settings.limits.max_body_bytes)
     except ProxyHTTPError as err:
         return _error_response(err)
-    if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+    if request.version >= (1, 1):
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the interim response is not part of the answer's size
     return None

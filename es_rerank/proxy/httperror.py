@@ -11,6 +11,8 @@ from __future__ import annotations
 from es_rerank.errors import EsRerankError
 from es_rerank.proxy.jsonio import dumps, loads  # noqa: F401 (loads: doctest)
 
+JSON_TYPE = "application/json; charset=UTF-8"  # what OpenSearch labels its JSON answers
+
 
 class ProxyHTTPError(EsRerankError):
     """A request the proxy answers with an error of its own (never for a model failure).

@@ -186,8 +186,13 @@ class ProxyMetrics:
                                      SIZE_BUCKETS)
         self.in_flight = Gauge("es_rerank_in_flight", "Reranked searches in progress.")
         self.ready = Gauge("es_rerank_ready", "1 when the proxy reports ready.")
+        self.connections = Gauge("es_rerank_connections", "Client connections open now.")
+        self.connections_cut = Counter("es_rerank_connections_cut_total",
+                                       "Client connections the proxy closed: header_timeout (request headers "
+                                       "too slow) or connection_cap (too many open).", ("reason",))
         self._all = (self.requests, self.fallbacks, self.shed, self.upstream_errors, self.stage_seconds,
-                     self.window_size, self.batch_pairs, self.in_flight, self.ready)
+                     self.window_size, self.batch_pairs, self.in_flight, self.ready, self.connections,
+                     self.connections_cut)
 
     def render(self) -> str:
         """All metrics in the Prometheus text exposition format (version 0.0.4).

@@ -29,6 +29,7 @@ from es_rerank.config import ProxySettings
 from es_rerank.errors import EsRerankError
 from es_rerank.opensearch_client import redact
 from es_rerank.proxy.app import CONTEXT, create_app
+from es_rerank.proxy.connections import guard_connections
 from es_rerank.scorer import Scorer
 
 log = logging.getLogger("es_rerank.proxy")
@@ -89,6 +90,7 @@ async def start_site(settings: ProxySettings, scorer: Scorer | None,
                            keepalive_timeout=75.0,
                            auto_decompress=False)  # relay gzip bodies as sent; the app inflates only what it reads
     await runner.setup()
+    guard_connections(runner, settings.server, app[CONTEXT].metrics)
     site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True, backlog=1024)
     await site.start()
     host, port = runner.addresses[0][:2]

@@ -140,3 +140,56 @@ def test_a_star_accept_encoding_gets_a_coding_the_client_can_decode(proxy, windo
     served = requests.post(f"{proxy.url}/{windowed_index}/_search?size=3", json=MATCH,
                            headers={"Accept-Encoding": "*"}, timeout=30)
     assert served.headers.get("Content-Encoding") == "gzip" and len(served.json()["hits"]["hits"]) == 3
+
+
+def raw_answer(url: str, data: bytes) -> bytes:
+    """Send exact bytes on a fresh connection; the first response (head and Content-Length body)."""
+    import socket
+
+    host, port = url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(data)
+        out = b""
+        while b"\r\n\r\n" not in out and (chunk := conn.recv(65536)):
+            out += chunk
+        head = out.partition(b"\r\n\r\n")[0].lower()
+        length = int(head.partition(b"content-length:")[2].split(b"\r\n")[0] or 0)
+        while len(out.partition(b"\r\n\r\n")[2]) < length and (chunk := conn.recv(65536)):
+            out += chunk
+    return out
+
+
+def test_no_server_or_date_header(proxy, windowed_index, opensearch_url):
+    """Item 7: every response carried `Server: Python/3.11 aiohttp/...` and `Date` (a version fingerprint)."""
+    answers = [requests.get(proxy.url + "/", timeout=30),
+               requests.post(f"{proxy.url}/{windowed_index}/_search", json=MATCH, timeout=30),
+               requests.get(proxy.url + "/_rerank/health", timeout=30),
+               requests.get(proxy.url + "/no-such-index-i14/_search", timeout=30)]
+    assert answers[1].headers["X-Rerank"] == "reranked"
+    for answer in answers:
+        assert "Server" not in answer.headers and "Date" not in answer.headers, answer.headers
+    direct = requests.get(opensearch_url + "/", timeout=30)
+    assert "Server" not in direct.headers and "Date" not in direct.headers
+
+
+def test_an_unknown_expectation_gets_417_as_from_the_node(proxy, opensearch_url):
+    """Item 7: `Expect: 999-bogus` got 200 where the node answers 417."""
+    direct = requests.get(opensearch_url + "/", headers={"Expect": "999-bogus"}, timeout=30)
+    served = requests.get(proxy.url + "/", headers={"Expect": "999-bogus"}, timeout=30)
+    assert direct.status_code == served.status_code == 417
+    assert served.content == direct.content == b""
+
+
+@pytest.mark.parametrize("data", [b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Authorization: Basic c2VjcmV0\r\n\r\n",
+                                  b"GARBAGE c2VjcmV0\r\n\r\n",
+                                  b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: c2VjcmV0\r\n\r\n"])
+def test_malformed_http_gets_the_engines_json_error_and_no_echo(proxy, opensearch_url, data):
+    """Item 7: malformed HTTP got aiohttp's text/plain 400, which echoed the bad bytes."""
+    direct = raw_answer(opensearch_url, data)
+    served = raw_answer(proxy.url, data)
+    assert b" 400 " in direct.split(b"\r\n")[0] and b" 400 " in served.split(b"\r\n")[0]
+    head, _, body = served.partition(b"\r\n\r\n")
+    assert b"content-type: application/json; charset=utf-8" in head.lower()
+    error = json.loads(body)
+    assert error["status"] == 400 and error["error"]["type"] == "illegal_argument_exception"
+    assert b"c2VjcmV0" not in served  # nothing the client sent comes back
