@@ -42,10 +42,11 @@ from es_rerank.proxy.limits import (BodyDepthCheck, check_declared_length, check
                                    refuse_deep_json, stream_body)
 from es_rerank.proxy.metrics import Counter, Gauge, ProxyMetrics
 from es_rerank.proxy.paths import check_path
-from es_rerank.proxy.rawjson import dump_keeping_raw, parse_keeping_raw
+from es_rerank.proxy.msearch import as_search, msearch_pairs, search_index, upstream_body
+from es_rerank.proxy.rawjson import RESPONSE_SHAPE, dump_keeping_raw, parse_keeping_raw
 from es_rerank.proxy.plan import (DEFAULT_MAX_RESULT_WINDOW, PassThrough, RerankPlan, RerankSpec, SearchRequest,
-                                  WindowRequest, max_result_window, plan_search, search_target, settings_path,
-                                  strip_rerank_ext, window_request)
+                                  WindowRequest, max_result_window, parse_params, plan_search, search_target,
+                                  settings_path, strip_rerank_ext, window_request)
 from es_rerank.proxy.rewrite import bm25_page, interleaved_page, reranked_page, response_hits, window_texts
 from es_rerank.rerank import order_by_scores
 from es_rerank.proxy.upstream import UPSTREAM_ERRORS, Upstream, forward_request_headers, forward_response_headers
@@ -277,6 +278,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
             return await _internal(context, request, path)
         if search_target(request.method, path) is not None:
             return await _search(context, request, path, query_string)
+        if search_target(request.method, path, "_msearch") is not None:
+            return await _msearch(context, request, path, query_string)
         context.metrics.requests.inc(("passthrough",))
         return await _relay(context, request, raw_path, None, request.headers)
     except ProxyHTTPError as err:
@@ -347,6 +350,98 @@ async def _search(context: ProxyContext, request: web.Request, path: str, query_
         context.metrics.requests.inc(("skipped",))
         return await _relay_search_body(context, request, request.raw_path, raw, plan.body)
     return await _rerank(context, request, plan, raw)
+
+
+MSEARCH_SHAPE = {"responses": [RESPONSE_SHAPE]}
+
+
+async def _msearch(context: ProxyContext, request: web.Request, path: str, query_string: str) -> web.StreamResponse:
+    """An `_msearch`: each search that `_search` would rerank is reranked, the windows fetched in one
+    upstream `_msearch` and scored together (the scoring worker batches them); each search falls back
+    to BM25 on its own. `X-Rerank` lists each search's outcome, in order."""
+    limits = context.settings.limits
+    raw = await read_body(request.content, request.content_length, limits.max_body_bytes, limits.body_timeout_s) \
+        if request.body_exists else b""
+    encoding = request.headers.get("Content-Encoding", "")
+    body = inflate(raw, encoding, limits.max_body_bytes) if raw and encoding else raw
+    refuse_deep_json(body, request.headers.get("Content-Type", ""), "", path, limits.max_json_depth,
+                     limits.max_body_bytes)
+    pairs = msearch_pairs(body) if context.batcher is not None else None
+    if not pairs:
+        context.metrics.requests.inc(("skipped",))
+        return await _relay(context, request, request.raw_path, raw, request.headers)
+    default = search_target(request.method, path, "_msearch")
+    as_json = CIMultiDict(request.headers)
+    as_json["Content-Type"] = "application/json"  # each body line is planned as the _search it stands for
+    plans = []
+    for header, search_body in pairs:
+        index = search_index(header, default)
+        plans.append(PassThrough("unreadable _msearch header") if index is None else
+                     plan_search(SearchRequest("POST", as_search(index), query_string, as_json, search_body),
+                                 context.settings))
+    degraded = context.in_flight >= context.settings.load.max_in_flight
+    if degraded or not any(isinstance(plan, RerankPlan) for plan in plans):
+        bodies = [plan.passthrough_body if isinstance(plan, RerankPlan) else plan.body for plan in plans]
+        context.metrics.requests.inc(("degraded" if degraded else "skipped",))
+        if all(b is None for b in bodies):
+            return await _relay(context, request, request.raw_path, raw, request.headers)
+        rewritten = upstream_body(pairs, bodies)
+        return await _relay(context, request, request.raw_path, rewritten, _json_body_headers(request.headers, rewritten))
+    context.in_flight += 1
+    context.metrics.in_flight.set(context.in_flight)
+    try:
+        return await _rerank_msearch(context, request, pairs, plans, query_string)
+    finally:
+        context.in_flight -= 1
+        context.metrics.in_flight.set(context.in_flight)
+
+
+async def _rerank_msearch(context: ProxyContext, request: web.Request, pairs, plans, query_string: str):
+    metrics = context.metrics
+    windows = [window_request(plan, await context.result_window(plan.target, request.headers))
+               if isinstance(plan, RerankPlan) else plan for plan in plans]
+    fetch = upstream_body(pairs, [window.body for window in windows])
+    status, up_headers, data = await _fetch(context, request, request.raw_path, fetch, "application/x-ndjson")
+    try:
+        response, raw_text = parse_keeping_raw(data, MSEARCH_SHAPE) if status == 200 else (None, {})
+        items = response.get("responses") if isinstance(response, dict) else None
+    except ValueError:
+        items = None
+    if not isinstance(items, list) or len(items) != len(windows):
+        metrics.requests.inc(("skipped",))  # an error of the whole _msearch goes back untouched
+        return web.Response(status=status, headers=forward_response_headers(up_headers), body=data)
+    reranked = [k for k, window in enumerate(windows) if isinstance(window, WindowRequest) and
+                isinstance(items[k], dict) and "error" not in items[k] and response_hits(items[k])]
+    scored = await asyncio.gather(*(_window_scores(context, items[k], windows[k].spec,
+                                                   window_texts(items[k], windows[k].spec)) for k in reranked),
+                                  return_exceptions=True)
+    outcomes = ["skipped"] * len(items)
+    pages = list(items)
+    for k, scores in zip(reranked, scored):
+        spec = windows[k].spec
+        try:
+            if isinstance(scores, BaseException):
+                raise scores
+            pages[k], outcomes[k] = reranked_page(items[k], spec, scores), "reranked"
+        except (asyncio.TimeoutError, ScoringError, ValueError) as exc:
+            reason = "timeout" if isinstance(exc, asyncio.TimeoutError) else \
+                "oom" if isinstance(exc, ScoringOutOfMemory) else "error"
+            log.warning("an _msearch search fell back to BM25: %s: %s", reason, exc)
+            metrics.fallbacks.inc((reason,))
+            pages[k], outcomes[k] = bm25_page(items[k], spec), "fallback"
+    for outcome in outcomes:
+        metrics.requests.inc((outcome,))
+    pretty = parse_params(query_string).get("pretty", "false") != "false"
+    out = dump_keeping_raw({**response, "responses": pages}, raw_text, pretty=pretty)
+    headers = forward_response_headers(up_headers)
+    for name in ("Content-Length", "Content-Encoding"):
+        headers.popall(name, None)
+    headers[RESULT_HEADER] = ",".join(outcomes)
+    reply = web.Response(status=200, body=out, headers=headers)
+    coding = response_encoding(request.headers.get("Accept-Encoding", ""))
+    if coding is not None:
+        reply.enable_compression(ContentCoding(coding))
+    return reply
 
 
 async def _relay_search_body(context: ProxyContext, request: web.Request, path_qs: str, raw: bytes,
@@ -596,12 +691,17 @@ def _interleave(context: ProxyContext, decision, plan: RerankPlan, response: dic
 
 async def _fetch_window(context: ProxyContext, request: web.Request, window: WindowRequest):
     """Send the window request upstream as plain JSON (no compression either way); return status, headers, body."""
+    return await _fetch(context, request, window.path_qs, window.body, "application/json")
+
+
+async def _fetch(context: ProxyContext, request: web.Request, path_qs: str, body: bytes, content_type: str):
+    """Send a body the proxy made upstream, uncompressed both ways; return status, headers, body."""
     headers = forward_request_headers(request.headers)
     headers.popall("Content-Encoding", None)
     headers.popall("Accept-Encoding", None)
-    headers["Content-Length"] = str(len(window.body))
-    headers["Content-Type"] = "application/json"
-    upstream = await context.upstream.send(request.method, window.path_qs, headers, window.body)
+    headers["Content-Length"] = str(len(body))
+    headers["Content-Type"] = content_type
+    upstream = await context.upstream.send(request.method, path_qs, headers, body)
     try:
         return upstream.status, upstream.headers, await upstream.read()
     except UPSTREAM_ERRORS as exc:

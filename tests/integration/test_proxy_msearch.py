@@ -1,0 +1,79 @@
+"""`_msearch` is reranked search by search, as `_search` would be (issue 14 item 9)."""
+
+import json
+
+import pytest
+import requests
+
+from es_rerank.config import IndexRule
+from tests.proxy_support import TermOverlapScorer, running_proxy, settings_for
+
+INDEX = "test-i14-msearch"
+PLAIN = "test-i14-msearch-plain"
+NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+@pytest.fixture(scope="module")
+def indices(os_client):
+    for name in (INDEX, PLAIN):
+        os_client.indices.delete(index=name, ignore=[404])
+        os_client.indices.create(index=name, body={"settings": {"number_of_shards": 1, "number_of_replicas": 0}})
+        # BM25 prefers the short documents; the scorer prefers those holding every query word.
+        body = "".join(json.dumps({"index": {"_id": str(k)}}) + "\n" +
+                       json.dumps({"text": "wing" if k % 3 else "wing lift drag " + "filler " * k}) + "\n"
+                       for k in range(30))
+        os_client.bulk(body=body, index=name, refresh=True)
+    yield INDEX
+    for name in (INDEX, PLAIN):
+        os_client.indices.delete(index=name, ignore=[404])
+
+
+@pytest.fixture(scope="module")
+def proxy(opensearch_url, indices):
+    scorer = TermOverlapScorer()
+    with running_proxy(settings_for(opensearch_url, IndexRule(INDEX, fields=("text",), window=20)), scorer) as p:
+        yield p
+
+
+def ndjson(*lines) -> bytes:
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
+def hits(response) -> list:
+    return [(h["_id"], h["_score"]) for h in response["hits"]["hits"]]
+
+
+def test_each_search_is_reranked_as_search_would_rerank_it(proxy, indices, opensearch_url):
+    first = {"query": {"match": {"text": "wing lift drag"}}, "size": 5}
+    second = {"query": {"match": {"text": "wing drag"}}, "size": 3, "from": 2}
+    body = ndjson({"index": INDEX}, first, {}, second, {"index": PLAIN}, first)
+    served = requests.post(f"{proxy.url}/{INDEX}/_msearch", data=body, headers=NDJSON, timeout=30)
+    assert served.status_code == 200, served.text[:300]
+    assert served.headers["X-Rerank"] == "reranked,reranked,skipped"
+    responses = served.json()["responses"]
+    assert [r["status"] for r in responses] == [200, 200, 200]
+    for response, query in zip(responses, (first, second)):
+        alone = requests.post(f"{proxy.url}/{INDEX}/_search", json=query, timeout=30)
+        assert alone.headers["X-Rerank"] == "reranked"
+        assert hits(response) == hits(alone.json())
+    direct = requests.post(f"{opensearch_url}/{PLAIN}/_search", json=first, timeout=30).json()
+    assert hits(responses[2]) == hits(direct)
+    bm25 = requests.post(f"{opensearch_url}/{INDEX}/_search", json=first, timeout=30).json()
+    assert hits(responses[0]) != hits(bm25)  # the model's order, not BM25's
+
+
+def test_msearch_keeps_what_search_keeps(proxy, indices, opensearch_url):
+    """Switched off by the header: byte for byte as the node answers, apart from `took`."""
+    body = ndjson({"index": INDEX}, {"query": {"match": {"text": "wing"}}, "size": 2})
+    served = requests.post(f"{proxy.url}/_msearch", data=body, headers={**NDJSON, "X-Rerank": "off"}, timeout=30)
+    direct = requests.post(f"{opensearch_url}/_msearch", data=body, headers=NDJSON, timeout=30)
+    assert served.headers.get("X-Rerank") is None
+    assert [hits(r) for r in served.json()["responses"]] == [hits(r) for r in direct.json()["responses"]]
+
+
+def test_a_malformed_msearch_is_answered_by_the_node(proxy, opensearch_url):
+    body = b'{"index": "' + INDEX.encode() + b'"}\n{"query": {"match_all": {}}}'  # no final newline
+    served = requests.post(f"{proxy.url}/_msearch", data=body, headers=NDJSON, timeout=30)
+    direct = requests.post(f"{opensearch_url}/_msearch", data=body, headers=NDJSON, timeout=30)
+    assert served.status_code == direct.status_code
+    assert served.json()["error"]["type"] == direct.json()["error"]["type"]
