@@ -479,10 +479,11 @@ async def _relay(context: ProxyContext, request: web.Request, path_qs: str, body
     else:
         check = BodyDepthCheck(client_headers.get("Content-Type", ""), client_headers.get("Content-Encoding", ""),
                                path_qs, limits.max_json_depth, limits.max_body_bytes)
-        if _read_whole(request.content_length):
+        if _read_whole(request.content_length) or not check.streams:  # YAML, CBOR, Smile: checked whole
             data = await read_body(request.content, request.content_length, limits.max_body_bytes,
                                    limits.body_timeout_s)
             check.feed(data)
+            check.finish()
         else:
             check_declared_length(request.content_length, limits.max_body_bytes)
             data = _watch(checked_stream(stream_body(request.content, limits.max_body_bytes, limits.body_timeout_s),

@@ -175,26 +175,23 @@ def raw_json_depth(raw: bytes) -> int:
     return scanner.deepest
 
 
-def too_deep(depth: int, limit: int) -> ProxyHTTPError:
+def too_deep(depth: int, limit: int, fmt: str = "json") -> ProxyHTTPError:
     """The 400 for a body nested past the cap; the connection closes as the rest may be unread.
 
     Example:
         >>> too_deep(150, 100).reason
         'request JSON nests at least 150 levels deep; the proxy accepts at most 100'
+        >>> too_deep(150, 100, "yaml").reason
+        'request YAML may nest up to 150 levels deep; the proxy accepts at most 100 (send it as JSON for an exact check)'
     """
-    return ProxyHTTPError(400, "parsing_exception",
-                          f"request JSON nests at least {depth} levels deep; the proxy accepts at most {limit}",
-                          close=True)
-
-
-def checks_depth(content_type: str) -> bool:
-    """Whether bodies of this type are depth-checked: JSON and NDJSON, and bodies that name no type.
-
-    Example:
-        >>> checks_depth("application/x-ndjson"), checks_depth(""), checks_depth("application/yaml")
-        (True, True, False)
-    """
-    return not content_type.strip() or "json" in content_type.lower()
+    if fmt == "json":
+        reason = f"request JSON nests at least {depth} levels deep; the proxy accepts at most {limit}"
+    elif fmt == "cbor":
+        reason = f"request CBOR nests {depth} levels deep; the proxy accepts at most {limit}"
+    else:
+        reason = (f"request {fmt.upper()} may nest up to {depth} levels deep; the proxy accepts at most {limit} "
+                  "(send it as JSON for an exact check)")
+    return ProxyHTTPError(400, "parsing_exception", reason, close=True)
 
 
 def is_ndjson(path: str) -> bool:
@@ -215,9 +212,11 @@ class BodyDepthCheck:
     """Depth check of a request body as its bytes pass, before they are relayed.
 
     JSON bodies must not nest deeper than `limit` (OpenSearch dies of a stack overflow on deep
-    queries); NDJSON is checked line by line. gzip/deflate bodies are inflated on the side (the
-    client's bytes are relayed as sent), refused with 413 past `max_bytes`. A body in another
-    format, or one OpenSearch could not decode either, is not checked.
+    queries); NDJSON is checked line by line, as the bytes stream. YAML, CBOR and Smile bodies are
+    held and checked whole by `finish()` (`streams` is False: read them whole before relaying).
+    gzip/deflate bodies are inflated on the side (the client's bytes are relayed as sent), refused
+    with 413 past `max_bytes`. A body OpenSearch would not parse (another type, an unknown or
+    corrupt encoding) is not checked.
 
     Example:
         >>> check = BodyDepthCheck("application/json", "", "/docs/_count", limit=2, max_bytes=100)
@@ -231,8 +230,11 @@ class BodyDepthCheck:
     def __init__(self, content_type: str, encoding: str, path: str, limit: int, max_bytes: int) -> None:
         self.limit = limit
         self.max_bytes = max_bytes
-        self.active = checks_depth(content_type)
+        self.format = body_format(content_type)
+        self.active = self.format is not None
+        self.streams = self.format == "json"
         self.scanner = JsonDepthScanner(lines=is_ndjson(path))
+        self._held: list[bytes] = []
         self._inflated = 0
         encoding = (encoding or "identity").strip().lower()
         self._decoder = None
@@ -266,9 +268,21 @@ class BodyDepthCheck:
             raise too_large("(after decompression)", self.max_bytes)
 
     def _scan(self, plain: bytes) -> None:
+        if not self.streams:
+            self._held.append(plain)
+            return
         self.scanner.feed(plain)
         if self.scanner.deepest > self.limit:
             raise too_deep(self.scanner.deepest, self.limit)
+
+    def finish(self) -> None:
+        """The body has ended: check a YAML, CBOR or Smile body held until now (JSON was checked as it came)."""
+        if not self.active or self.streams:
+            return
+        body, self._held = b"".join(self._held), []
+        depth = depth_bound(body, self.format)
+        if depth > self.limit:
+            raise too_deep(depth, self.limit, self.format)
 
 
 def refuse_deep_json(body: bytes, content_type: str, encoding: str, path: str, limit: int, max_bytes: int) -> None:
@@ -284,7 +298,9 @@ def refuse_deep_json(body: bytes, content_type: str, encoding: str, path: str, l
         es_rerank.proxy.httperror.ProxyHTTPError: request JSON nests at least 3 levels deep; the proxy accepts at most 2
         >>> refuse_deep_json(b'[[[', "text/plain", "", "/_search", 2, 100)   # not JSON: OpenSearch refuses the type
     """
-    BodyDepthCheck(content_type, encoding, path, limit, max_bytes).feed(body)
+    check = BodyDepthCheck(content_type, encoding, path, limit, max_bytes)
+    check.feed(body)
+    check.finish()
 
 
 async def checked_stream(chunks: AsyncIterator[bytes], check: BodyDepthCheck) -> AsyncIterator[bytes]:
@@ -304,6 +320,7 @@ async def checked_stream(chunks: AsyncIterator[bytes], check: BodyDepthCheck) ->
     async for chunk in chunks:
         check.feed(chunk)
         yield chunk
+    check.finish()
 
 
 class JsonDepthScanner:
@@ -383,3 +400,6 @@ def check_json_depth(value, limit: int) -> None:
     depth = json_depth(value)
     if depth > limit:
         raise ProxyHTTPError(400, "parsing_exception", f"request JSON nests {depth} levels deep; the proxy accepts at most {limit}")
+
+
+from es_rerank.proxy.xcontent_depth import body_format, depth_bound  # noqa: E402 (it uses JsonDepthScanner)

@@ -117,3 +117,46 @@ def test_property_refused_exactly_when_deeper_than_the_cap(proxy, opensearch_url
     else:
         assert not refused_by_proxy(response), (depth, pad, path, chunked, response.text[:200])
     node_alive(opensearch_url)
+
+
+def smile_nested(depth: int) -> bytes:
+    """A Smile document `depth` objects deep (`{"query": {"a": ... {}}}`): header, then start/end-object tokens."""
+    return b":)\n\x00" + b"\xfa\x84query" + b"\xfa\x80a" * (depth - 2) + b"\xfa\xfb" + b"\xfb" * (depth - 1)
+
+
+def cbor_nested(depth: int) -> bytes:
+    """A CBOR document `depth` maps deep (`{"query": {"a": ... {}}}`)."""
+    return b"\xa1\x65query" + b"\xa1\x61a" * (depth - 2) + b"\xa0"
+
+
+def yaml_nested(depth: int, flow: bool) -> bytes:
+    if flow:
+        return b"query: " + b"{a: " * (depth - 2) + b"{}" + b"}" * (depth - 2) + b"\n"
+    return b"query:\n" + b"".join(b"  " * (k + 1) + b"a:\n" for k in range(depth - 2)) + b"  " * (depth - 1) + b"{}\n"
+
+
+DEEP_OTHER_FORMATS = [("application/smile", smile_nested(5000)), ("application/cbor", cbor_nested(5000)),
+                      ("application/yaml", yaml_nested(5000, flow=True)),
+                      ("application/yaml", yaml_nested(2000, flow=False))]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+@pytest.mark.parametrize("content_type, data", DEEP_OTHER_FORMATS, ids=["smile", "cbor", "yaml-flow", "yaml-block"])
+def test_deep_yaml_cbor_and_smile_bodies_never_reach_the_node(proxy, opensearch_url, content_type, data, chunked):
+    """OpenSearch parses these formats as it parses JSON, so a deep one is refused as a deep JSON body is."""
+    response = send(proxy.url, f"/{INDEX}/_count", data, content_type, chunked)
+    assert refused_by_proxy(response), (response.status_code, response.text[:300])
+    node_alive(opensearch_url)
+
+
+SHALLOW_OTHER_FORMATS = [("application/smile", b":)\n\x00\xfa\x84query\xfa\x88match_all\xfa\xfb\xfb\xfb"),
+                         ("application/cbor", b"\xa1\x65query\xa1\x69match_all\xa0"),
+                         ("application/yaml", b"query:\n  match_all: {}\n")]
+
+
+@pytest.mark.parametrize("content_type, data", SHALLOW_OTHER_FORMATS, ids=["smile", "cbor", "yaml"])
+def test_shallow_yaml_cbor_and_smile_bodies_are_answered_as_by_the_node(proxy, opensearch_url, content_type, data):
+    direct = send(opensearch_url, f"/{INDEX}/_count", data, content_type, chunked=False)
+    served = send(proxy.url, f"/{INDEX}/_count", data, content_type, chunked=True)
+    assert direct.status_code == served.status_code == 200
+    assert served.content == direct.content
