@@ -232,8 +232,8 @@ class ServerSettings:
     max_connections: int = 1024  # client connections open at once; more are closed on arrival
 
     def __post_init__(self) -> None:
-        _positive_number(self.header_timeout_s, "header timeout", "e.g. header_timeout_s=10")
-        _positive_int(self.max_connections, "connection cap", "e.g. max_connections=1024")
+        _positive_number(self.header_timeout_s, "header timeout", "e.g. --header-timeout-s 10")
+        _positive_int(self.max_connections, "connection cap", "e.g. --max-connections 1024")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port!r}", hint="e.g. --port 9201 (0 picks a free port)")
         if self.drain_delay_s < 0:

@@ -82,6 +82,10 @@ _server = ServerSettings()
         help="On SIGTERM, seconds reported unready before closing the port.")
 @option("--drain-timeout-s", type=float, default=_server.drain_timeout_s,
         help="On SIGTERM, seconds in-flight requests get to finish.")
+@option("--header-timeout-s", type=float, default=_server.header_timeout_s,
+        help="Time a client has from a request's first byte to the end of its headers (the connection is cut after).")
+@option("--max-connections", type=int, default=_server.max_connections,
+        help="Client connections open at once; more are closed as they arrive.")
 @option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
         help="Log verbosity (stderr).")
 @online_ab_options
@@ -93,7 +97,8 @@ def serve(opensearch_url: str | None, opensearch_ca_file: Path | None, opensearc
           overload: str, shed_status: str, retry_after_s: int, batch_max_pairs: int, cross_request_batching: bool,
           encode_threads: int,
           connect_timeout_s: float, read_timeout_s: float, max_body_bytes: int, max_json_depth: int,
-          body_timeout_s: float, drain_delay_s: float, drain_timeout_s: float, log_level: str,
+          body_timeout_s: float, drain_delay_s: float, drain_timeout_s: float, header_timeout_s: float,
+          max_connections: int, log_level: str,
           ab_split: float | None, ab_mode: str, ab_key_header: str | None, ab_experiment: str, ab_log: Path | None,
           ab_events_log: Path | None, ab_log_query_text: bool, ab_secret: str) -> None:
     """Serve OpenSearch's API on --port; relevance searches on configured indices come back reranked.
@@ -133,7 +138,7 @@ def serve(opensearch_url: str | None, opensearch_ca_file: Path | None, opensearc
         limits=LimitSettings(max_body_bytes, max_json_depth, body_timeout_s),
         load=LoadSettings(max_in_flight, overload, int(shed_status), retry_after_s),
         batch=BatchSettings(batch_max_pairs, cross_request_batching, encode_threads),
-        server=ServerSettings(host, port, drain_delay_s, drain_timeout_s),
+        server=ServerSettings(host, port, drain_delay_s, drain_timeout_s, header_timeout_s, max_connections),
         online_ab=online_ab)
     scorer = load_scorer(model, device, model_batch_size) if model is not None else None
     if scorer is None:
