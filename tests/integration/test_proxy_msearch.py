@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from es_rerank.config import IndexRule
-from tests.proxy_support import TermOverlapScorer, running_proxy, settings_for
+from tests.proxy_support import SlowScorer, TermOverlapScorer, running_proxy, settings_for
 
 INDEX = "test-i14-msearch"
 PLAIN = "test-i14-msearch-plain"
@@ -77,3 +77,18 @@ def test_a_malformed_msearch_is_answered_by_the_node(proxy, opensearch_url):
     direct = requests.post(f"{opensearch_url}/_msearch", data=body, headers=NDJSON, timeout=30)
     assert served.status_code == direct.status_code
     assert served.json()["error"]["type"] == direct.json()["error"]["type"]
+
+
+def test_each_search_falls_back_on_its_own(opensearch_url, indices):
+    """A search whose model call misses its deadline gets its BM25 page; the other search is still reranked."""
+    rules = (IndexRule(INDEX, fields=("text",), window=20, deadline_ms=60_000),
+             IndexRule(PLAIN, fields=("text",), window=20, deadline_ms=1))
+    query = {"query": {"match": {"text": "wing lift drag"}}, "size": 5}
+    with running_proxy(settings_for(opensearch_url, *rules), SlowScorer(0.3)) as proxy:
+        body = ndjson({"index": INDEX}, query, {"index": PLAIN}, query)
+        served = requests.post(f"{proxy.url}/_msearch", data=body, headers=NDJSON, timeout=60)
+        assert served.status_code == 200, served.text[:300]
+        assert served.headers["X-Rerank"] == "reranked,fallback"
+        bm25 = requests.post(f"{opensearch_url}/{PLAIN}/_search", json=query, timeout=30).json()
+        assert hits(served.json()["responses"][1]) == hits(bm25)
+        assert proxy.context.metrics.fallbacks.value(("timeout",)) == 1
