@@ -98,7 +98,8 @@ class RerankPlan:
     query_string: str
     body: dict
     passthrough_body: bytes | None
-    raw_text: Mapping = field(default_factory=dict)  # the client's text of the body's values (rawjson)
+    # The client's text of the body's values (rawjson); derived from the body, so not compared.
+    raw_text: Mapping = field(default_factory=dict, compare=False, repr=False)
 
 
 # The request-body objects the proxy rebuilds; every other value is relayed as the client wrote it
