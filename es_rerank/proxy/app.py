@@ -386,7 +386,8 @@ async def _msearch(context: ProxyContext, request: web.Request, path: str, query
         if all(b is None for b in bodies):
             return await _relay(context, request, request.raw_path, raw, request.headers)
         rewritten = upstream_body(pairs, bodies)
-        return await _relay(context, request, request.raw_path, rewritten, _json_body_headers(request.headers, rewritten))
+        return await _relay(context, request, request.raw_path, rewritten,
+                            _json_body_headers(request.headers, rewritten))
     context.in_flight += 1
     context.metrics.in_flight.set(context.in_flight)
     try:

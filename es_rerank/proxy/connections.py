@@ -70,7 +70,8 @@ def protocol_error(status: int, exc: BaseException | None) -> web.Response:
         error_type, reason = "proxy_internal_exception", "the rerank proxy failed unexpectedly; see its log"
     else:
         kind = type(exc).__name__ if exc is not None else HTTPStatus(status).phrase
-        error_type, reason = "illegal_argument_exception", f"malformed HTTP request ({kind}); fix the client that sent it"
+        error_type = "illegal_argument_exception"
+        reason = f"malformed HTTP request ({kind}); fix the client that sent it"
     response = EngineShapedError(status=status, body=error_body(status, error_type, reason),
                                  headers={"Content-Type": JSON_TYPE})
     response.force_close()
