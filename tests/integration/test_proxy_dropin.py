@@ -10,6 +10,7 @@ import requests
 
 from es_rerank.config import IndexRule
 from tests.proxy_support import TermOverlapScorer, running_proxy, settings_for
+from tests.support.waiting import wait_until
 
 WINDOWED = "test-i14-window"
 JSON = {"Content-Type": "application/json"}
@@ -46,6 +47,21 @@ def test_a_lowered_max_result_window_is_read_again(proxy, windowed_index, os_cli
         assert lowered.headers["X-Rerank"] == "reranked" and len(lowered.json()["hits"]["hits"]) == 10
     finally:
         os_client.indices.put_settings(index=windowed_index, body={"index.max_result_window": 10000})
+
+
+def test_a_raised_max_result_window_is_picked_up_when_the_cache_expires(proxy, windowed_index, os_client):
+    """Item 3: the cached setting has a lifetime; a raised one (no error to trip over) widens the window again."""
+    def window_scored() -> int:  # the pairs of the model call this search made (the rule's window is 30)
+        response = requests.post(f"{proxy.url}/{windowed_index}/_search?size=10", json=MATCH, timeout=30)
+        assert response.headers["X-Rerank"] == "reranked"
+        return proxy.context.scorer.calls[-1]
+
+    os_client.indices.put_settings(index=windowed_index, body={"index.max_result_window": 20})
+    try:
+        wait_until(lambda: window_scored() == 20, "the window to be clamped to the lowered setting")
+    finally:
+        os_client.indices.put_settings(index=windowed_index, body={"index.max_result_window": 10000})
+    wait_until(lambda: window_scored() == 30, "the proxy to read index.max_result_window again once its cache expires")
 
 
 SOURCES = "test-i14-source"
