@@ -95,11 +95,7 @@ class ProxyContext:
         self._reachable = (0.0, False)
 
     async def lifespan(self, app: web.Application):
-        """aiohttp cleanup context: open the pool and start the scoring worker; close both at the end.
-
-        Example:
-            >>> app.cleanup_ctx.append(context.lifespan)   # doctest: +SKIP
-        """
+        """aiohttp cleanup context (`app.cleanup_ctx`): open the pool, start the scoring worker; close both at the end."""
         await self.upstream.start()
         for batcher in self.batchers():
             batcher.start()
@@ -114,8 +110,8 @@ class ProxyContext:
         """Every scoring worker: the cross-encoder's first, then one per dense model.
 
         Example:
-            >>> len(context.batchers())   # doctest: +SKIP
-            2
+            >>> ProxyContext(ProxySettings(UpstreamSettings("http://127.0.0.1:9200")), scorer=None).batchers()
+            []
         """
         return ([self.batcher] if self.batcher is not None else []) + list(self.dense_batchers.values())
 
@@ -123,7 +119,8 @@ class ProxyContext:
         """The Prometheus text of the proxy's metrics, plus the A/B ones when an A/B test runs.
 
         Example:
-            >>> "es_rerank_requests_total" in context.render_metrics()   # doctest: +SKIP
+            >>> context = ProxyContext(ProxySettings(UpstreamSettings("http://127.0.0.1:9200")), scorer=None)
+            >>> "es_rerank_requests_total" in context.render_metrics()
             True
         """
         text = self.metrics.render()
@@ -137,10 +134,6 @@ class ProxyContext:
         """`index.max_result_window` of the search target, read with the client's own credentials.
 
         Cached for WINDOW_CACHE_S, since the setting can change at any time; `fresh` reads it again.
-
-        Example:
-            >>> await context.result_window("scifact", request.headers)   # doctest: +SKIP
-            10000
         """
         cached = self._windows.get(target)
         if cached is not None and not fresh and time.monotonic() - cached[0] < WINDOW_CACHE_S:
@@ -167,12 +160,7 @@ class ProxyContext:
         return value
 
     async def opensearch_reachable(self) -> bool:
-        """Whether OpenSearch answers, re-checked at most once a second.
-
-        Example:
-            >>> await context.opensearch_reachable()   # doctest: +SKIP
-            True
-        """
+        """Whether OpenSearch answers, re-checked at most once a second."""
         checked_at, reachable = self._reachable
         if time.monotonic() - checked_at > READY_CACHE_S:
             reachable = await self.upstream.reachable()
@@ -180,12 +168,7 @@ class ProxyContext:
         return reachable
 
     async def readiness(self) -> tuple[bool, dict]:
-        """(ready, details): not draining, model loaded and warmed up, OpenSearch reachable.
-
-        Example:
-            >>> (await context.readiness())[1]["model"]   # doctest: +SKIP
-            'loaded'
-        """
+        """(ready, details): not draining, model loaded and warmed up, OpenSearch reachable."""
         reasons = []
         if self.draining:
             reasons.append("draining after SIGTERM")

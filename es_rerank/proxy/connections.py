@@ -86,6 +86,7 @@ class GuardedHandler(RequestHandler):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        assert isinstance(self._manager, GuardedServer)
         self._guard = self._manager.guard
         if not self._guard.opened():
             transport.close()
@@ -137,5 +138,7 @@ class GuardedServer(web.Server):
 def guard_connections(runner: web.AppRunner, settings: ServerSettings, metrics: ProxyMetrics) -> None:
     """Make the set-up runner's connections `GuardedHandler`s (call before any site starts)."""
     server = runner.server
+    assert server is not None, "call guard_connections after runner.setup()"
     server.__class__ = GuardedServer  # aiohttp builds its Server itself; this only changes the handler it makes
+    assert isinstance(server, GuardedServer)
     server.guard = ConnectionGuard(settings, metrics)

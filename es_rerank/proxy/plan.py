@@ -30,7 +30,7 @@ from es_rerank.config import IndexRule, ProxySettings, UpstreamSettings  # noqa:
 from es_rerank.errors import ConfigError
 from es_rerank.fusion import CE_ONLY, FusionWeights, parse_fusion_override
 from es_rerank.proxy.httperror import ProxyHTTPError
-from es_rerank.proxy.jsonio import TooDeep, has_duplicate_keys, loads
+from es_rerank.proxy.jsonio import TooDeep, has_duplicate_keys, loads  # noqa: F401 (loads: doctest)
 from es_rerank.proxy.limits import check_json_depth, raw_json_depth
 from es_rerank.proxy.rawjson import dump_keeping_raw, parse_keeping_raw
 
@@ -104,7 +104,7 @@ class RerankPlan:
 
 # The request-body objects the proxy rebuilds; every other value is relayed as the client wrote it
 # (a re-serialised `1e400` would become null, which a range query reads as "no bound").
-REQUEST_SHAPE = {"ext": {}}
+REQUEST_SHAPE: dict = {"ext": {}}
 
 
 @dataclass(frozen=True)

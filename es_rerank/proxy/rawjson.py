@@ -31,10 +31,11 @@ from __future__ import annotations
 import json
 import math
 import re
+from typing import Mapping
 
 # The objects the proxy rebuilds (the response, `hits`, each hit, a hit's `fields`); below them
 # every value is served as the text OpenSearch sent.
-RESPONSE_SHAPE = {"hits": {"hits": [{"fields": {}}]}}
+RESPONSE_SHAPE: dict = {"hits": {"hits": [{"fields": {}}]}}
 # Values whose text is kept: containers, floats and strings (small ints and constants are shared
 # objects, and their text is their repr anyway). The map holds each value itself too: an id alone
 # could be reused by a new object once the parsed one is gone.
@@ -89,7 +90,7 @@ def _walk(text: str, index: int, shape, raw: RawText):
 
 
 def _walk_object(text: str, index: int, shape: dict, raw: RawText):
-    out = {}
+    out: dict = {}
     index = _skip(text, index + 1)
     if text[index] == "}":
         return out, index + 1
@@ -113,7 +114,7 @@ def _walk_object(text: str, index: int, shape: dict, raw: RawText):
 
 
 def _walk_array(text: str, index: int, shape, raw: RawText):
-    out = []
+    out: list = []
     index = _skip(text, index + 1)
     if text[index] == "]":
         return out, index + 1
@@ -128,7 +129,7 @@ def _walk_array(text: str, index: int, shape, raw: RawText):
         index = _skip(text, index + 1)
 
 
-def dump_keeping_raw(value, raw: RawText, pretty: bool = False) -> bytes:
+def dump_keeping_raw(value, raw: Mapping, pretty: bool = False) -> bytes:
     """UTF-8 JSON of `value`, writing the kept text for every value object found in `raw`.
 
     Compact, or with `pretty` in OpenSearch's layout (two-space indent, `"k" : v`, `[ ]`, `{ }`,
@@ -145,7 +146,7 @@ def dump_keeping_raw(value, raw: RawText, pretty: bool = False) -> bytes:
     return "".join(out).encode("utf-8", "surrogatepass")
 
 
-def _emit(value, raw: RawText, out: list[str], depth: int | None) -> None:
+def _emit(value, raw: Mapping, out: list[str], depth: int | None) -> None:
     kept = raw.get(id(value))
     if kept is not None and kept[0] is value:
         out.append(kept[1])
@@ -159,7 +160,7 @@ def _emit(value, raw: RawText, out: list[str], depth: int | None) -> None:
         out.append(json.dumps(value, ensure_ascii=False))
 
 
-def _emit_items(items, opening: str, closing: str, raw: RawText, out: list[str], depth: int | None) -> None:
+def _emit_items(items, opening: str, closing: str, raw: Mapping, out: list[str], depth: int | None) -> None:
     out.append(opening)
     inner = None if depth is None else depth + 1
     count = 0

@@ -58,10 +58,8 @@ def body_for(path: str, depth: int, pad: int) -> tuple[bytes, str]:
 
 def send(url, path, data: bytes, content_type: str, chunked: bool, encoding: str = ""):
     headers = {"Content-Type": content_type, **({"Content-Encoding": encoding} if encoding else {})}
-    if chunked:  # a generator makes requests send Transfer-Encoding: chunked
-        payload = (data[k:k + 65536] for k in range(0, len(data), 65536))
-    else:
-        payload = data
+    # A generator makes requests send Transfer-Encoding: chunked.
+    payload = (data[k:k + 65536] for k in range(0, len(data), 65536)) if chunked else data
     return requests.post(url + path, data=payload, headers=headers, timeout=60)
 
 
