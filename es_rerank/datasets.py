@@ -25,14 +25,13 @@ Example (a two-document collection):
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, TextIO
+from typing import Iterator, Mapping
 
 from es_rerank.errors import DatasetError
+from es_rerank.textfiles import open_text
 
 Qrels = dict[str, dict[str, int]]
 
@@ -95,13 +94,6 @@ def find_file(dataset: str | Path, stem: str) -> Path:
         f"no {stem}.jsonl or {stem}.jsonl.gz in {path}",
         hint="a BEIR-layout directory holds corpus.jsonl[.gz], queries.jsonl[.gz] and qrels/",
     )
-
-
-def open_text(path: Path) -> TextIO:
-    """Open a text file, transparently gunzipping `.gz` files."""
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
 
 
 def iter_corpus(dataset: str | Path) -> Iterator[Document | BadLine]:

@@ -24,9 +24,7 @@ Example:
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ import numpy as np
 
 from es_rerank.datasets import Qrels
 from es_rerank.errors import ConfigError, DatasetError, ScoringError
+from es_rerank.textfiles import open_text
 from es_rerank.fusion import INPUTS, NORMS, FusionWeights, fuse, normalise
 from es_rerank.scorer import Scorer
 
@@ -181,8 +180,7 @@ def write_candidates(cands: CandidateSet, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {**cands.meta, "type": "meta", "format": FORMAT, "version": VERSION, "scores": list(cands.inputs()),
             "queries": len(cands.queries)}
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "wt", encoding="utf-8") as handle:
+    with open_text(path, "w") as handle:
         handle.write(json.dumps(meta) + "\n")
         for doc_id, text in cands.docs.items():
             handle.write(json.dumps({"type": "doc", "id": doc_id, "text": text}) + "\n")
@@ -209,8 +207,7 @@ def read_candidates(path: str | Path) -> CandidateSet:
         raise DatasetError(f"no candidates file at {path}", hint="make one with `es-rerank fusion-candidates`")
     meta, docs, queries = None, {}, []
     try:
-        with (io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8") if path.suffix == ".gz"
-              else open(path, encoding="utf-8")) as handle:
+        with open_text(path) as handle:
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue

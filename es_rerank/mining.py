@@ -14,8 +14,6 @@ A groups file has one JSON object per training query::
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Callable, Iterable, Mapping, Sequence, TextIO
 
 from es_rerank.datasets import Qrels, relevant
 from es_rerank.errors import ConfigError, DatasetError, OpenSearchUnavailable
+from es_rerank.textfiles import open_text, read_bytes
 from es_rerank.retrieval import DEFAULT_FIELDS, search_bm25
 from es_rerank.types import Hit
 
@@ -191,7 +190,7 @@ def write_run(run: Run, path: Path, tag: str = "bm25") -> None:
     from es_rerank.ab.trec import write_run as write_trec
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _open_write(path) as handle:
+    with open_text(path, "w") as handle:
         write_trec(handle, {qid: [(hit.doc_id, hit.score) for hit in hits] for qid, hits in run.items()}, tag)
 
 
@@ -252,7 +251,7 @@ def _parse_groups(path: Path) -> tuple[list[Group], int]:
     """
     if not path.is_file():
         raise DatasetError(f"groups file {path} does not exist", hint="write it with `es-rerank mine`")
-    raw = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
+    raw = read_bytes(path)
     lines = raw.split(b"\n")
     groups: list[Group] = []
     good = 0
@@ -275,15 +274,7 @@ def _parse_groups(path: Path) -> tuple[list[Group], int]:
     return groups, good
 
 
-def _open_write(path: Path) -> TextIO:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "wb"), encoding="utf-8")
-    return open(path, "w", encoding="utf-8")
-
-
 def _open_read(path: Path) -> TextIO:
     if not path.is_file():
         raise DatasetError(f"run file {path} does not exist", hint="write it with `es-rerank bm25-run`")
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+    return open_text(path)

@@ -25,8 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import math
 import os
@@ -37,6 +35,7 @@ from typing import Mapping
 import numpy as np
 
 from es_rerank.errors import DatasetError
+from es_rerank.textfiles import open_text
 
 FORMAT = "es-rerank-adapt-groups"
 VERSION = 1
@@ -126,8 +125,7 @@ def write_adapt_groups(groups: AdaptGroups, path: str | Path) -> None:
     meta = {**groups.meta, "type": "meta", "format": FORMAT, "version": VERSION,
             "counts": {"docs": len(groups.docs), "pseudo": len(groups.pseudo), "labelled": len(groups.labelled)},
             "scores": list(groups.score_names())}
-    raw = gzip.open(tmp, "wb") if path.suffix == ".gz" else open(tmp, "wb")
-    with io.TextIOWrapper(raw, encoding="utf-8") as handle:
+    with open_text(tmp, "w", gzipped=path.suffix == ".gz") as handle:
         handle.write(json.dumps(meta) + "\n")
         for doc_id, text in groups.docs.items():
             handle.write(json.dumps({"type": "doc", "id": doc_id, "text": text}) + "\n")
@@ -157,8 +155,7 @@ def read_adapt_groups(path: str | Path) -> AdaptGroups:
                            hint="write one with `es-rerank adapt --prepare-only --index INDEX --out DIR`")
     meta, docs, pseudo, labelled = None, {}, [], []
     try:
-        with (io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8") if path.suffix == ".gz"
-              else open(path, encoding="utf-8")) as handle:
+        with open_text(path) as handle:
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue

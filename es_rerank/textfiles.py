@@ -1,0 +1,35 @@
+"""One opener for the project's text files, gzip-compressed when their name ends in `.gz`.
+
+Corpora, runs, groups, candidates and replays are UTF-8 text (JSON lines or TSV), read and
+written plain or gzipped by the same call, so no reader forgets either case.
+
+Example:
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "lines.jsonl.gz"
+    >>> with open_text(path, "w") as handle:
+    ...     _ = handle.write("{}\\n")
+    >>> path.read_bytes()[:2] == b"\\x1f\\x8b", open_text(path).read(), read_bytes(path)
+    (True, '{}\\n', b'{}\\n')
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+from typing import TextIO
+
+
+def open_text(path: str | Path, mode: str = "r", gzipped: bool | None = None) -> TextIO:
+    """`path` opened as UTF-8 text for `mode` ("r", "w" or "a"), through gzip when `gzipped`
+    (default: when its name ends in `.gz`; a writer of `name.gz.tmp` says so itself)."""
+    path = Path(path)
+    if path.suffix == ".gz" if gzipped is None else gzipped:
+        return io.TextIOWrapper(gzip.open(path, mode + "b"), encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The file's bytes, gunzipped when its name ends in `.gz`."""
+    path = Path(path)
+    return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
