@@ -1,6 +1,12 @@
-"""Training settings: one frozen dataclass, read from a recipe file and overridden on the command line.
+"""Fine-tuning settings: one frozen dataclass per command, read from a recipe and overridden on the command line.
 
-A recipe is a YAML mapping whose keys are the field names below (dashes or underscores). Data
+`FineTuningConfig` holds what the one training loop (`training.loop`) reads, whatever it
+optimises: model, batch shape, optimiser, lengths, precision, seed, logging and saving.
+`TrainConfig` (`es-rerank train`, supervised LCE/BCE on mined groups) adds the step count,
+the negatives and the dev evaluation; `adapt_config.AdaptConfig` (`es-rerank adapt`,
+distillation) adds the teacher and the epochs. Each builds its objective (`objective()`).
+
+A recipe is a YAML mapping whose keys are the field names (dashes or underscores). Data
 paths are not settings: they differ per machine and come from the command line.
 
 What "a step" means, so that runs with different losses and group sizes compare fairly: one
@@ -23,7 +29,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from es_rerank.errors import ConfigError
 
@@ -33,17 +39,16 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Every setting of one training run. Validated on construction."""
+class FineTuningConfig:
+    """The settings every fine-tuning run shares. Validated on construction."""
+
+    SETTING: ClassVar[str] = "setting"  # how error messages name a field
+    OPEN_LOW: ClassVar[str] = "["  # how they open a range whose low end is excluded ("[": train's messages)
 
     base_model: str
-    loss: str = "lce"
     group_size: int = 8
-    bce_balanced: bool = True
-    neg_depth: int = 100
     queries_per_step: int = 32
     grad_accum: int = 1
-    steps: int = 300
     optimizer: str = "adamw"
     lr: float = 5e-5
     weight_decay: float = 0.01
@@ -54,11 +59,6 @@ class TrainConfig:
     precision: str = "auto"
     dropout: float | None = None
     seed: int = 0
-    dev_fraction: float = 0.1
-    split_seed: int = 0
-    eval_every: int = 50
-    eval_depth: int = 100
-    eval_batch_size: int = 128
     log_every: int = 10
     save_every: int = 100
     num_workers: int = 2
@@ -66,39 +66,29 @@ class TrainConfig:
     notes: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.base_model, str) and self.base_model != "", "base_model",
-               "a local model directory or a hub id", self.base_model)
-        _check(self.loss in LOSSES, "loss", " or ".join(LOSSES), self.loss)
-        _check(self.optimizer in OPTIMIZERS, "optimizer", " or ".join(OPTIMIZERS), self.optimizer)
-        _check(self.precision in PRECISIONS, "precision", ", ".join(PRECISIONS), self.precision)
-        for name, low in (("group_size", 2), ("neg_depth", 1), ("queries_per_step", 1), ("grad_accum", 1),
-                          ("steps", 1), ("max_length", 8), ("query_max_length", 1), ("eval_depth", 1),
-                          ("eval_batch_size", 1), ("log_every", 1), ("eval_every", 0), ("save_every", 0),
-                          ("num_workers", 0), ("seed", 0), ("split_seed", 0)):
-            value = getattr(self, name)
-            _check(isinstance(value, int) and not isinstance(value, bool) and value >= low, name,
-                   f"an integer >= {low}", value)
-        for name, low, high in (("lr", 0.0, 1.0), ("weight_decay", 0.0, 1.0), ("warmup_fraction", 0.0, 1.0),
-                                ("max_grad_norm", 0.0, math.inf), ("dev_fraction", 0.0, 0.9)):
-            value = getattr(self, name)
-            _check(isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
-                   and not (name == "lr" and value == 0), name, f"a number in [{low}, {high}]", value)
+        self._check(isinstance(self.base_model, str) and self.base_model != "", "base_model",
+                    "a local model directory or a hub id")
+        self._check(self.optimizer in OPTIMIZERS, "optimizer", " or ".join(OPTIMIZERS))
+        self._check(self.precision in PRECISIONS, "precision", ", ".join(PRECISIONS))
+        self._integers(("group_size", 2), ("queries_per_step", 1), ("grad_accum", 1), ("max_length", 8),
+                       ("query_max_length", 1), ("seed", 0), ("log_every", 1), ("save_every", 0), ("num_workers", 0))
+        self._numbers(("lr", 0.0, 1.0, True), ("weight_decay", 0.0, 1.0, False), ("warmup_fraction", 0.0, 1.0, False),
+                      ("max_grad_norm", 0.0, math.inf, False))
         if self.dropout is not None:
-            _check(isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0, "dropout",
-                   "a number in [0, 1) or null (keep the model's own)", self.dropout)
-        _check(self.query_max_length < self.max_length - 4, "query_max_length",
-               f"fewer than max_length - 4 = {self.max_length - 4} tokens, so a document fits", self.query_max_length)
-        for name in ("bce_balanced", "compile"):
-            _check(isinstance(getattr(self, name), bool), name, "true or false", getattr(self, name))
+            self._check(isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0, "dropout",
+                        "a number in [0, 1) or null (keep the model's own)")
+        self._check(self.query_max_length < self.max_length - 4, "query_max_length",
+                    f"fewer than max_length - 4 = {self.max_length - 4} tokens, so a document fits")
+        self._booleans("compile")
+
+    def objective(self):
+        """What the loop minimises (see `training.losses`)."""
+        raise NotImplementedError
 
     @property
     def pairs_per_step(self) -> int:
         """Pairs in one optimizer step when every group is full."""
         return self.queries_per_step * self.group_size
-
-    @property
-    def warmup_steps(self) -> int:
-        return int(round(self.steps * self.warmup_fraction))
 
     def check_world(self, world_size: int) -> None:
         """Each process must get the same whole number of queries in each micro-batch.
@@ -118,27 +108,91 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """The keys a recipe may hold."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def _check(self, ok: bool, name: str, expected: str) -> None:
+        if not ok:
+            raise ConfigError(f"{self.SETTING} {name}: expected {expected}, got {getattr(self, name)!r}")
+
+    def _integers(self, *limits: tuple[str, int]) -> None:
+        for name, low in limits:
+            value = getattr(self, name)
+            self._check(isinstance(value, int) and not isinstance(value, bool) and value >= low, name,
+                        f"an integer >= {low}")
+
+    def _numbers(self, *limits: tuple[str, float, float, bool]) -> None:
+        """(name, low, high, strictly): a finite number in [low, high], and not 0 when `strictly`."""
+        for name, low, high, strictly in limits:
+            value = getattr(self, name)
+            self._check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                        and low <= value <= high and not (strictly and value == 0), name,
+                        f"a number in {self.OPEN_LOW if strictly else '['}{low}, {high}]")
+
+    def _booleans(self, *names: str) -> None:
+        for name in names:
+            self._check(isinstance(getattr(self, name), bool), name, "true or false")
+
+
+@dataclass(frozen=True)
+class TrainConfig(FineTuningConfig):
+    """Every setting of one `es-rerank train` run: supervised LCE or BCE on mined groups."""
+
+    loss: str = "lce"
+    bce_balanced: bool = True
+    neg_depth: int = 100
+    steps: int = 300
+    dev_fraction: float = 0.1
+    split_seed: int = 0
+    eval_every: int = 50
+    eval_depth: int = 100
+    eval_batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check(self.loss in LOSSES, "loss", " or ".join(LOSSES))
+        self._integers(("neg_depth", 1), ("steps", 1), ("eval_depth", 1), ("eval_batch_size", 1), ("eval_every", 0),
+                       ("split_seed", 0))
+        self._numbers(("dev_fraction", 0.0, 0.9, False))
+        self._booleans("bce_balanced")
+
+    def objective(self):
+        from es_rerank.training.losses import Supervised  # torch: not at option-parsing time
+
+        return Supervised(self.loss, self.bce_balanced)
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(round(self.steps * self.warmup_fraction))
+
 
 def setting_names() -> list[str]:
-    """The keys a recipe may hold."""
-    return [f.name for f in dataclasses.fields(TrainConfig)]
+    """The keys a train recipe may hold."""
+    return TrainConfig.setting_names()
+
+
+def read_yaml(path: Path) -> Any:
+    """A recipe file's YAML, with errors that say which file and what to pass instead."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read recipe {path}: {exc}", hint="pass an existing YAML file to --config") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from exc
 
 
 def read_recipe(path: Path) -> dict[str, Any]:
     """Read a YAML recipe into a plain dict with underscore keys; unknown keys are an error.
 
     Example:
-        >>> read_recipe(Path("recipes/scifact-minilm-l6-lce-g8.yaml"))["loss"]   # doctest: +SKIP
+        >>> read_recipe(Path("recipes/scifact-minilm-l6-lce-g8.yaml"))["loss"]
         'lce'
     """
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read recipe {path}: {exc}", hint="pass an existing YAML file to --config") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from exc
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -167,12 +221,17 @@ def build_config(settings: Mapping[str, Any]) -> TrainConfig:
         ...
         es_rerank.errors.ConfigError: no base model given (set base_model in the recipe or pass --base-model)
     """
+    return build_settings(TrainConfig, settings, "set base_model in the recipe or pass --base-model", "setting(s)")
+
+
+def build_settings(kind: type, settings: Mapping[str, Any], base_model_hint: str, what: str):
+    """A validated `kind` (a FineTuningConfig class) from plain settings; missing ones take the defaults."""
     if not settings.get("base_model"):
-        raise ConfigError("no base model given", hint="set base_model in the recipe or pass --base-model")
-    unknown = sorted(set(settings) - set(setting_names()))
+        raise ConfigError("no base model given", hint=base_model_hint)
+    unknown = sorted(set(settings) - set(kind.setting_names()))
     if unknown:
-        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
-    return TrainConfig(**settings)
+        raise ConfigError(f"unknown {what}: {', '.join(unknown)}")
+    return kind(**settings)
 
 
 def write_recipe(config: TrainConfig, path: Path) -> None:
@@ -180,8 +239,3 @@ def write_recipe(config: TrainConfig, path: Path) -> None:
     import yaml
 
     path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-
-
-def _check(ok: bool, name: str, expected: str, got: Any) -> None:
-    if not ok:
-        raise ConfigError(f"setting {name}: expected {expected}, got {got!r}")

@@ -1,8 +1,22 @@
-"""Rerank a BM25 run with any `Scorer` through `es_rerank.rerank.rerank_hits`, and score it. Torch-free.
+"""Measure a fine-tuned cross-encoder through any `Scorer`. Torch-free.
 
-This is the serving path's rerank function, fed from files: a run written by `es-rerank
-bm25-run` supplies the candidates and the corpus their `_source`, so dev evaluation during
-training and the final test measure what the proxy would serve.
+Two measures, one per kind of evaluation data:
+
+- `evaluate_scorer` (`es-rerank train`'s dev split): rerank a BM25 run through the serving
+  path's rerank function, `es_rerank.rerank.rerank_hits`, fed from files: a run written by
+  `es-rerank bm25-run` supplies the candidates and the corpus their `_source`, so dev
+  evaluation during training and the final test measure what the proxy would serve.
+- `evaluate_student` (`es-rerank adapt`): score a scored candidates file (`es-rerank
+  fusion-candidates`, with dense scores from `score-candidates`) as its `ce` column, alone and
+  fused with BM25 (and dense). It runs where the model runs (the GPU machine has no
+  ir_measures); the file can be written back so `es-rerank bench fusion` can recompute every
+  figure with ir_measures. The fused systems use fixed weights chosen before any measurement
+  (equal z-score weights, the least committed choice), so no collection's judgments pick them:
+  `adapted_fused` (0.5 adapted + 0.5 BM25), `adapted_fused_dense` (1/3 each of adapted, BM25
+  and dense) and `bm25_dense_fused`, the reference without the adapted model
+  (recipes/fusion/bm25_dense_minilm.yaml).
+
+nDCG@10 here comes from `es_rerank.ir_metrics` (trec_eval's definition).
 
 Example:
     >>> import numpy as np
@@ -17,13 +31,25 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
+
+from es_rerank.fusion import FusionWeights, fuse
+from es_rerank.fusion_fit import CandidateSet, judged_qrels, read_candidates, score_candidates, write_candidates
 from es_rerank.rerank import rerank_hits
 from es_rerank.retrieval import DEFAULT_FIELDS
 from es_rerank.scorer import Scorer
 from es_rerank.types import Hit
-from es_rerank.training.metrics_eval import Qrels, summary
+from es_rerank.ir_metrics import Qrels, ndcg_at_k, summary
+
+FUSED_SYSTEMS = {
+    "adapted_fused": FusionWeights(ce=0.5, bm25=0.5, dense=0.0, norm="zscore"),
+    "adapted_fused_dense": FusionWeights(ce=1 / 3, bm25=1 / 3, dense=1 / 3, norm="zscore"),
+    "bm25_dense_fused": FusionWeights(ce=0.0, bm25=0.5, dense=0.5, norm="minmax"),
+}
+SYSTEM_INPUT = {"bm25": "bm25", "dense": "dense", "adapted": "ce"}
 
 
 def rerank_run(scorer: Scorer, run: Mapping[str, Sequence[Hit]], queries: Mapping[str, str],
@@ -51,3 +77,60 @@ def evaluate_scorer(scorer: Scorer, run: Mapping[str, Sequence[Hit]], queries: M
     """nDCG@10 and MRR@10 of the reranked run over the queries of `qrels`."""
     judged_run = {qid: run.get(qid, []) for qid in qrels}
     return summary(rerank_run(scorer, judged_run, queries, sources, depth), qrels)
+
+
+def rankings(cands: CandidateSet, how: str | FusionWeights) -> dict[str, list[str]]:
+    """`{qid: doc ids best first}` by one score column or by fused weights; ties keep BM25 order.
+
+    Example:
+        >>> from es_rerank.fusion_fit import QueryCandidates
+        >>> c = CandidateSet({}, {}, [QueryCandidates("1", "q", ["a", "b"], {"bm25": np.array([2.0, 1.0]),
+        ...                                                                  "ce": np.array([0.0, 1.0])})])
+        >>> rankings(c, "ce"), rankings(c, FusionWeights(ce=1, bm25=1))
+        ({'1': ['b', 'a']}, {'1': ['a', 'b']})
+    """
+    out = {}
+    for query in cands.queries:
+        if isinstance(how, FusionWeights):
+            scores = fuse(query.scores["bm25"], query.scores.get("ce"), query.scores.get("dense"), how)
+        else:
+            scores = query.scores[how]
+        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+        out[query.query_id] = [query.doc_ids[i] for i in order]
+    return out
+
+
+def system_figures(cands: CandidateSet, qrels: Qrels,
+                   fused: Mapping[str, FusionWeights] = FUSED_SYSTEMS) -> dict[str, float]:
+    """Mean nDCG@10 of every system the file's columns allow, over the judged queries.
+
+    Example:
+        >>> from es_rerank.fusion_fit import QueryCandidates
+        >>> c = CandidateSet({}, {}, [QueryCandidates("1", "q", ["a", "b"], {"bm25": np.array([2.0, 1.0])})])
+        >>> system_figures(c, {"1": {"b": 1}}, {})
+        {'bm25': 0.6309297535714575}
+    """
+    judged = judged_qrels(cands, qrels)
+    present = cands.inputs()
+    systems: dict[str, str | FusionWeights] = {name: col for name, col in SYSTEM_INPUT.items() if col in present}
+    for name, weights in fused.items():
+        needed = [n for n in ("ce", "bm25", "dense") if getattr(weights, n) > 0]
+        if all(n in present for n in needed):
+            systems[name] = weights
+    figures = {}
+    for name, how in systems.items():
+        per_query = ndcg_at_k(rankings(cands, how), judged, 10)
+        figures[name] = sum(per_query.values()) / len(per_query)
+    return figures
+
+
+def evaluate_student(scorer: Scorer, candidates: Path, qrels: Qrels, label: str,
+                     scored_out: Path | None = None) -> dict[str, float]:
+    """Score `candidates` with `scorer` as its `ce` column, optionally write the file, return the figures."""
+    cands = read_candidates(candidates)
+    score_candidates(cands, "ce", scorer, label)
+    if scored_out is not None:
+        history = cands.meta.setdefault("history", [])
+        history.append(f"scored with the adapted cross-encoder {label} (es_rerank.training.evaluate)")
+        write_candidates(cands, scored_out)
+    return system_figures(cands, qrels)

@@ -10,15 +10,13 @@ from __future__ import annotations
 import torch
 
 from es_rerank.errors import ConfigError
-from es_rerank.training.adapt_config import AdaptConfig
-from es_rerank.training.config import TrainConfig
+from es_rerank.training.config import FineTuningConfig
 
 
-def build_optimizer(model: torch.nn.Module, config: TrainConfig | AdaptConfig, device: torch.device,
-                    kind: str = "adamw") -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, config: FineTuningConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW; biases and LayerNorm weights get no weight decay (the usual BERT fine-tuning setup).
 
-    `kind="sgd"` (the `optimizer` setting of `train`) is plain SGD (no momentum), whose update is linear in the gradient: it makes
+    `optimizer: sgd` is plain SGD (no momentum), whose update is linear in the gradient: it makes
     checks such as "N processes compute the update one process computes" exact arithmetic.
     """
     decay, no_decay = [], []
@@ -27,7 +25,7 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig | AdaptConfig, d
             continue
         (no_decay if param.dim() < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if kind == "sgd":
+    if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr)
     return torch.optim.AdamW(groups, lr=config.lr, fused=device.type == "cuda")
 

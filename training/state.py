@@ -2,7 +2,8 @@
 
 Saved under `<out>/state/`: `trainer.pt` by rank 0 and `rng-<rank>.pt` (each rank's random
 generator, i.e. its dropout stream) by every rank. Batches need no saving: they are a function of
-(seed, step). A resumed run refuses settings that would change what it trains.
+(seed, step). A resumed run refuses settings that would change what it trains, and (in
+`training.loop`) a groups file whose sha256 differs.
 
 Example:
     >>> sorted(RESUME_MAY_DIFFER)[:3]
@@ -11,13 +12,14 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from es_rerank.errors import ConfigError
-from es_rerank.training.config import TrainConfig
+from es_rerank.training.config import FineTuningConfig
 
 # Settings a resumed run may change: they affect speed, logging or evaluation, not the weights.
 RESUME_MAY_DIFFER = {"num_workers", "log_every", "save_every", "eval_every", "eval_batch_size", "compile", "notes"}
@@ -45,7 +47,7 @@ def save_state(out_dir: Path, rank: int, payload: dict[str, Any] | None) -> None
         tmp.replace(folder / "trainer.pt")  # a crash mid-write leaves the previous state intact
 
 
-def load_state(out_dir: Path, rank: int, config: TrainConfig, map_location: torch.device) -> dict[str, Any]:
+def load_state(out_dir: Path, rank: int, config: FineTuningConfig, map_location: torch.device) -> dict[str, Any]:
     """The saved trainer payload; restores this rank's RNG. Raises if the settings changed."""
     folder = state_dir(out_dir)
     payload = torch.load(folder / "trainer.pt", map_location=map_location, weights_only=False)
@@ -62,3 +64,12 @@ def load_state(out_dir: Path, rank: int, config: TrainConfig, map_location: torc
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state(rng["cuda"])
     return payload
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes: what a resumed run must train on again, and what a record names."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

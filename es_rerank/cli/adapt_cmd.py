@@ -222,7 +222,7 @@ def _train(settings: dict, groups: Path, out: Path, dev_candidates: Path | None,
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     from es_rerank.training.adapt_config import build_adapt_config
-    from es_rerank.training.adapt_loop import AdaptInputs, adapt
+    from es_rerank.training.adapt import AdaptInputs, adapt
 
     config = build_adapt_config(settings)
     log = adapt(config, AdaptInputs(groups, None, dev_candidates, dev_qrels, dev_split), out, resume=resume, stop_after=stop_after)
@@ -270,7 +270,7 @@ def bench_adapt_command(candidates: Path, model_dir: Path, qrels_path: Path, max
     from es_rerank.fusion import FusionWeights
     from es_rerank.fusion_fit import (judged_qrels, mean_ndcg10, ranking_run, read_candidates, score_candidates,
                                       write_candidates)
-    from es_rerank.training.adapt_eval import FUSED_SYSTEMS, SYSTEM_INPUT
+    from es_rerank.training.evaluate import FUSED_SYSTEMS, SYSTEM_INPUT
 
     cands = read_candidates(candidates)
     split = cands.meta.get("split") or "test"

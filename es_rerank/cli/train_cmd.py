@@ -87,7 +87,7 @@ def train_command(ctx: click.Context, config_path: Path | None, groups: Path, co
     # tokenizer's own thread pool on in this process without its fork warning.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     from es_rerank.training.config import build_config, merge_settings, read_recipe
-    from es_rerank.training.loop import TrainInputs, train
+    from es_rerank.training.supervised import TrainInputs, train
 
     explicit = {name: value for name, value in settings.items()
                 if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}

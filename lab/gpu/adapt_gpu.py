@@ -82,7 +82,7 @@ def run_variant(carry: Carry, work: Path, name: str, recipe: str, overrides: dic
     With `scored_dir`, the test candidates scored by the students are written there.
     """
     from es_rerank.training.adapt_config import build_adapt_config, read_adapt_recipe
-    from es_rerank.training.adapt_loop import AdaptInputs, adapt
+    from es_rerank.training.adapt import AdaptInputs, adapt
 
     _, train = read_adapt_recipe(recipes / recipe)
     config = build_adapt_config({**train, **overrides, "base_model": str(carry.base), "save_every": 0})
@@ -110,8 +110,8 @@ def measure(carry: Carry, checkpoint: Path, max_length: int, query_max_length: i
     import torch
 
     from es_rerank.datasets import read_qrels
-    from es_rerank.training.adapt_eval import evaluate_student
-    from es_rerank.training.adapt_loop import EVAL_BATCH
+    from es_rerank.training.evaluate import evaluate_student
+    from es_rerank.training.adapt import EVAL_BATCH
     from es_rerank.training.model import load_cross_encoder, make_scorer, scoring_mode
 
     model, tokenizer = load_cross_encoder(str(checkpoint))

@@ -213,7 +213,7 @@ class Sweep:
         import torch
 
         from es_rerank.training.config import build_config, read_recipe
-        from es_rerank.training.loop import TrainInputs, train
+        from es_rerank.training.supervised import TrainInputs, train
 
         settings = {**read_recipe(Path(self.args.recipes) / f"{RECIPE_PREFIX}{name}.yaml"),
                     "base_model": str(self.carry.model), **dict(self.args.settings), "seed": seed, **overrides}
@@ -257,7 +257,7 @@ class Sweep:
 
     def _bm25_test(self) -> dict[str, float]:
         from es_rerank.training.evaluate import bm25_rankings
-        from es_rerank.training.metrics_eval import summary
+        from es_rerank.ir_metrics import summary
 
         _, _, run, qrels = self._test_data()
         return summary(bm25_rankings(run, TEST_DEPTH), qrels)

