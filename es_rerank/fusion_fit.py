@@ -14,7 +14,7 @@ setting with the best mean nDCG@10 of the fused ranking (`select="best"`), or, w
 `select="one-se"`, the setting that leans least on the cross-encoder among those within one
 standard error of the best: the dev split cannot tell those apart, and a cross-encoder fitted
 in one domain is the input least to be trusted in another. The whole curve is returned so the
-choice can be seen, not just trusted. Metrics come from `ir_measures`.
+choice can be seen, not just trusted. nDCG@10 comes from `es_rerank.ir_metrics` (trec_eval's definition).
 
 Example:
     >>> grid = simplex_grid(("bm25", "dense"), 0.5)
@@ -37,6 +37,7 @@ from es_rerank.datasets import Qrels
 from es_rerank.errors import ConfigError, DatasetError, ScoringError
 from es_rerank.textfiles import open_text
 from es_rerank.fusion import INPUTS, NORMS, FusionWeights, fuse, normalise
+from es_rerank.ir_metrics import ndcg_at_k, scored_rankings
 from es_rerank.scorer import Scorer
 
 FORMAT = "es-rerank-candidates"
@@ -262,7 +263,7 @@ def _query_from_record(record: dict, path: Path, line_no: int) -> QueryCandidate
 
 
 def ranking_run(cands: CandidateSet, system: str | FusionWeights) -> dict[str, dict[str, float]]:
-    """An ir_measures run ranking each query's candidates by one input or by fused weights.
+    """A scored run (trec_eval's layout) ranking each query's candidates by one input or by fused weights.
 
     Run scores encode the rank (n, n-1, ...), so ties are broken as the proxy breaks them
     (incoming BM25 order), not by document id as trec_eval would.
@@ -309,31 +310,26 @@ def judged_qrels(cands: CandidateSet, qrels: Qrels) -> Qrels:
 
 
 def mean_ndcg10(qrels: Qrels, run: Mapping[str, Mapping[str, float]]) -> float:
-    """Mean nDCG@10 over the judged queries, through ir_measures.
+    """Mean nDCG@10 over the judged queries the run ranks (as ir_measures aggregates).
 
     Example:
         >>> round(mean_ndcg10({"1": {"b": 1}}, {"1": {"a": 2.0, "b": 1.0}}), 4)
         0.6309
     """
-    import ir_measures
-
-    measure = ir_measures.nDCG @ 10
-    return float(ir_measures.calc_aggregate([measure], qrels, {q: run[q] for q in qrels if q in run})[measure])
+    ranked = {q: judged for q, judged in qrels.items() if q in run}
+    values = ndcg_at_k(scored_rankings({q: run[q] for q in ranked}), ranked, 10)
+    return sum(values.values()) / len(values) if values else 0.0
 
 
 def per_query_ndcg10(qrels: Qrels, run: Mapping[str, Mapping[str, float]]) -> np.ndarray:
-    """nDCG@10 of each judged query (sorted by id; 0 for a query missing from the run), through ir_measures.
+    """nDCG@10 of each judged query (sorted by id; 0 for a query missing from the run).
 
     Example:
         >>> per_query_ndcg10({"1": {"b": 1}, "2": {"a": 1}}, {"1": {"a": 2.0, "b": 1.0}}).round(4).tolist()
         [0.6309, 0.0]
     """
-    import ir_measures
-
-    measure = ir_measures.nDCG @ 10
-    judged_run = {q: run[q] for q in qrels if q in run}
-    found = {m.query_id: m.value for m in ir_measures.iter_calc([measure], qrels, judged_run)}
-    return np.array([found.get(query_id, 0.0) for query_id in sorted(qrels, key=_natural_key)], dtype=np.float64)
+    found = ndcg_at_k(scored_rankings({q: run[q] for q in qrels if q in run}), qrels, 10)
+    return np.array([found[query_id] for query_id in sorted(qrels, key=_natural_key)], dtype=np.float64)
 
 
 def input_spreads(cands: CandidateSet, inputs: Sequence[str], norm: str) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Per-query retrieval metrics, computed by ir_measures (trec_eval's definitions via pytrec_eval).
+"""Per-query retrieval metrics, by trec_eval's definitions: nDCG@10 and MRR@10 from the project's
+one implementation (`es_rerank.ir_metrics`), Recall@100 and MAP through ir_measures (pytrec_eval).
 
 A run is the ranked list of document ids each query got, in the order the user saw them. The
 scores handed to ir_measures are derived from that order (`depth - rank`), so the evaluator
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from es_rerank.ir_metrics import mrr_at_k, ndcg_at_k
+
 Qrels = Mapping[str, Mapping[str, int]]
 RankedIds = Mapping[str, Sequence[str]]
 
@@ -33,21 +36,30 @@ PRIMARY = "nDCG@10"
 def per_query_metrics(qrels: Qrels, run: RankedIds, names: Sequence[str] = tuple(MEASURES)) -> dict[str, dict[str, float]]:
     """`{metric: {query_id: value}}` for every query in `qrels`; a query with no hits scores 0.
 
+    nDCG@10 and MRR@10 are the project's own (`es_rerank.ir_metrics`, equal to ir_measures'),
+    the others ir_measures'.
+
     Example:
         >>> per_query_metrics({"q": {"d": 1}}, {"q": ["x", "d"]}, ["Recall@100"])
         {'Recall@100': {'q': 1.0}}
     """
-    import ir_measures
-
     unknown = [name for name in names if name not in MEASURES]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; expected some of {list(MEASURES)}")
-    by_measure = {ir_measures.parse_measure(MEASURES[name]): name for name in names}
     values = {name: {query_id: 0.0 for query_id in qrels} for name in names}
-    judged_run = {query_id: rank_scores(run.get(query_id, ())) for query_id in qrels}
-    qrels_dict = {query_id: dict(judged) for query_id, judged in qrels.items()}
-    for metric in ir_measures.iter_calc(list(by_measure), qrels_dict, judged_run):
-        values[by_measure[metric.measure]][metric.query_id] = float(metric.value)
+    own = {"nDCG@10": ndcg_at_k, "MRR@10": mrr_at_k}
+    for name in names:
+        if name in own:
+            values[name] = own[name](run, qrels, 10)
+    others = [name for name in names if name not in own]
+    if others:
+        import ir_measures
+
+        by_measure = {ir_measures.parse_measure(MEASURES[name]): name for name in others}
+        judged_run = {query_id: rank_scores(run.get(query_id, ())) for query_id in qrels}
+        qrels_dict = {query_id: dict(judged) for query_id, judged in qrels.items()}
+        for metric in ir_measures.iter_calc(list(by_measure), qrels_dict, judged_run):
+            values[by_measure[metric.measure]][metric.query_id] = float(metric.value)
     return values
 
 
