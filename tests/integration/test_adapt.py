@@ -108,7 +108,7 @@ def test_an_interrupted_adapt_run_resumes_to_the_same_weights(prepared, tiny_bas
     # dropout: the resumed run must restore the RNG too; save_every 0: only the interruption saves
     config = AdaptConfig(base_model=str(tiny_base), teacher_bm25=1, teacher_dense=0, group_size=4,
                          queries_per_step=8, epochs=1, max_length=64, query_max_length=24, lr=1e-3, dropout=0.1,
-                         probe_queries=8, save_every=0)
+                         probe_queries=8, log_every=1, save_every=0)
     inputs = AdaptInputs(prepared / "groups.jsonl.gz")
     try:
         straight = adapt(config, inputs, tmp_path / "straight", show_progress=False)
