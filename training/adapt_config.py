@@ -21,11 +21,14 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from es_rerank.errors import ConfigError
 from es_rerank.fusion import NORMS, FusionWeights
 from es_rerank.training.config import FineTuningConfig, build_settings, read_yaml
+
+if TYPE_CHECKING:
+    from es_rerank.training.losses import Objective
 
 LOSSES = ("kl", "margin_mse")
 
@@ -79,7 +82,7 @@ class AdaptConfig(FineTuningConfig):
             object.__setattr__(self, "train_sources", sources)
         self.teacher_weights()  # at least one teacher weight > 0
 
-    def objective(self):
+    def objective(self) -> Objective:
         from es_rerank.training.losses import Distillation  # torch: not at option-parsing time
 
         return Distillation(self.loss, self.temperature, self.margin_scale, self.labelled_weight,

@@ -29,9 +29,12 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from es_rerank.errors import ConfigError
+
+if TYPE_CHECKING:
+    from es_rerank.training.losses import Objective
 
 LOSSES = ("bce", "lce")
 OPTIMIZERS = ("adamw", "sgd")
@@ -81,7 +84,7 @@ class FineTuningConfig:
                     f"fewer than max_length - 4 = {self.max_length - 4} tokens, so a document fits")
         self._booleans("compile")
 
-    def objective(self):
+    def objective(self) -> Objective:
         """What the loop minimises (see `training.losses`)."""
         raise NotImplementedError
 
@@ -158,7 +161,7 @@ class TrainConfig(FineTuningConfig):
         self._numbers(("dev_fraction", 0.0, 0.9, False))
         self._booleans("bce_balanced")
 
-    def objective(self):
+    def objective(self) -> Objective:
         from es_rerank.training.losses import Supervised  # torch: not at option-parsing time
 
         return Supervised(self.loss, self.bce_balanced)
