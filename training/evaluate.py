@@ -16,7 +16,8 @@ Two measures, one per kind of evaluation data:
   and dense) and `bm25_dense_fused`, the reference without the adapted model
   (recipes/fusion/bm25_dense_minilm.yaml).
 
-nDCG@10 here comes from `es_rerank.ir_metrics` (trec_eval's definition).
+nDCG@10 here comes from `es_rerank.ir_metrics` (trec_eval's definition), over the rankings of
+`fusion_fit.ranking_run` (ties keep BM25 order, as the proxy breaks them).
 
 Example:
     >>> import numpy as np
@@ -34,15 +35,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
-
-from es_rerank.fusion import FusionWeights, fuse
-from es_rerank.fusion_fit import CandidateSet, judged_qrels, read_candidates, score_candidates, write_candidates
+from es_rerank.fusion import FusionWeights
+from es_rerank.fusion_fit import (CandidateSet, judged_qrels, mean_ndcg10, ranking_run, read_candidates,
+                                  score_candidates, write_candidates)
 from es_rerank.rerank import rerank_hits
 from es_rerank.retrieval import DEFAULT_FIELDS
 from es_rerank.scorer import Scorer
 from es_rerank.types import Hit
-from es_rerank.ir_metrics import Qrels, ndcg_at_k, summary
+from es_rerank.ir_metrics import Qrels, summary
 
 FUSED_SYSTEMS = {
     "adapted_fused": FusionWeights(ce=0.5, bm25=0.5, dense=0.0, norm="zscore"),
@@ -79,32 +79,12 @@ def evaluate_scorer(scorer: Scorer, run: Mapping[str, Sequence[Hit]], queries: M
     return summary(rerank_run(scorer, judged_run, queries, sources, depth), qrels)
 
 
-def rankings(cands: CandidateSet, how: str | FusionWeights) -> dict[str, list[str]]:
-    """`{qid: doc ids best first}` by one score column or by fused weights; ties keep BM25 order.
-
-    Example:
-        >>> from es_rerank.fusion_fit import QueryCandidates
-        >>> c = CandidateSet({}, {}, [QueryCandidates("1", "q", ["a", "b"], {"bm25": np.array([2.0, 1.0]),
-        ...                                                                  "ce": np.array([0.0, 1.0])})])
-        >>> rankings(c, "ce"), rankings(c, FusionWeights(ce=1, bm25=1))
-        ({'1': ['b', 'a']}, {'1': ['a', 'b']})
-    """
-    out = {}
-    for query in cands.queries:
-        if isinstance(how, FusionWeights):
-            scores = fuse(query.scores["bm25"], query.scores.get("ce"), query.scores.get("dense"), how)
-        else:
-            scores = query.scores[how]
-        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-        out[query.query_id] = [query.doc_ids[i] for i in order]
-    return out
-
-
 def system_figures(cands: CandidateSet, qrels: Qrels,
                    fused: Mapping[str, FusionWeights] = FUSED_SYSTEMS) -> dict[str, float]:
     """Mean nDCG@10 of every system the file's columns allow, over the judged queries.
 
     Example:
+        >>> import numpy as np
         >>> from es_rerank.fusion_fit import QueryCandidates
         >>> c = CandidateSet({}, {}, [QueryCandidates("1", "q", ["a", "b"], {"bm25": np.array([2.0, 1.0])})])
         >>> system_figures(c, {"1": {"b": 1}}, {})
@@ -117,11 +97,7 @@ def system_figures(cands: CandidateSet, qrels: Qrels,
         needed = [n for n in ("ce", "bm25", "dense") if getattr(weights, n) > 0]
         if all(n in present for n in needed):
             systems[name] = weights
-    figures = {}
-    for name, how in systems.items():
-        per_query = ndcg_at_k(rankings(cands, how), judged, 10)
-        figures[name] = sum(per_query.values()) / len(per_query)
-    return figures
+    return {name: mean_ndcg10(judged, ranking_run(cands, how)) for name, how in systems.items()}
 
 
 def evaluate_student(scorer: Scorer, candidates: Path, qrels: Qrels, label: str,

@@ -267,10 +267,8 @@ def bench_adapt_command(candidates: Path, model_dir: Path, qrels_path: Path, max
 
     from es_rerank.cli.fusion_cmd import shown
     from es_rerank.datasets import read_qrels
-    from es_rerank.fusion import FusionWeights
-    from es_rerank.fusion_fit import (judged_qrels, mean_ndcg10, ranking_run, read_candidates, score_candidates,
-                                      write_candidates)
-    from es_rerank.training.evaluate import FUSED_SYSTEMS, SYSTEM_INPUT
+    from es_rerank.fusion_fit import judged_qrels, read_candidates, score_candidates, write_candidates
+    from es_rerank.training.evaluate import FUSED_SYSTEMS, system_figures
 
     cands = read_candidates(candidates)
     split = cands.meta.get("split") or "test"
@@ -281,12 +279,9 @@ def bench_adapt_command(candidates: Path, model_dir: Path, qrels_path: Path, max
         cands.meta.setdefault("history", []).append(f"es-rerank bench adapt {shown(candidates)} --model "
                                                     f"{shown(model_dir)} --scored-out {shown(scored_out)}")
         write_candidates(cands, scored_out)
-    judged = judged_qrels(cands, read_qrels(qrels_path, split))
-    systems: dict[str, str | FusionWeights] = {
-        name: column for name, column in SYSTEM_INPUT.items() if column in cands.inputs()}
-    systems.update({name: w for name, w in FUSED_SYSTEMS.items()
-                    if all(n in cands.inputs() for n in ("ce", "bm25", "dense") if getattr(w, n) > 0)})
-    figures = {name: mean_ndcg10(judged, ranking_run(cands, how)) for name, how in systems.items()}
+    qrels = read_qrels(qrels_path, split)
+    judged = judged_qrels(cands, qrels)
+    figures = system_figures(cands, qrels)
     set_name = set_name or cands.meta.get("dataset") or candidates.stem
     click.echo(f"{set_name} {split}: {len(judged)} judged queries, BM25 top-{cands.meta.get('depth')} candidates")
     click.echo(f"{'system':<20} {'nDCG@10':>8} {'vs bm25':>8}")
