@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from es_rerank.datasets import iter_corpus_docs, open_text, read_qrels, read_queries
+from es_rerank.datasets import iter_corpus_docs, read_qrels, read_queries
 from es_rerank.errors import DatasetError
 from es_rerank.retrieval import DEFAULT_FIELDS, search_bm25
+from es_rerank.textfiles import open_text
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import gzip
 import io
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO, cast
 
 
 def open_text(path: str | Path, mode: str = "r", gzipped: bool | None = None) -> TextIO:
@@ -25,8 +25,8 @@ def open_text(path: str | Path, mode: str = "r", gzipped: bool | None = None) ->
     (default: when its name ends in `.gz`; a writer of `name.gz.tmp` says so itself)."""
     path = Path(path)
     if path.suffix == ".gz" if gzipped is None else gzipped:
-        return io.TextIOWrapper(gzip.open(path, mode + "b"), encoding="utf-8")
-    return open(path, mode, encoding="utf-8")
+        return io.TextIOWrapper(cast(IO[bytes], gzip.open(path, mode + "b")), encoding="utf-8")
+    return cast(TextIO, open(path, mode, encoding="utf-8"))
 
 
 def read_bytes(path: str | Path) -> bytes:

@@ -117,7 +117,11 @@ def write_adapt_groups(groups: AdaptGroups, path: str | Path) -> None:
     """Write the file atomically (a temporary file renamed into place); gzip when `path` ends in `.gz`.
 
     Example:
-        >>> write_adapt_groups(AdaptGroups({"index": "x"}, {}, []), "groups.jsonl.gz")   # doctest: +SKIP
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "groups.jsonl.gz"
+        >>> write_adapt_groups(AdaptGroups({"index": "x"}, {}, []), path)
+        >>> read_adapt_groups(path).meta["index"]
+        'x'
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,19 +140,14 @@ def write_adapt_groups(groups: AdaptGroups, path: str | Path) -> None:
             handle.write(json.dumps({"type": "pseudo", "qid": group.qid, "source": group.source,
                                      "origin": group.origin, "query": group.query, "positive": group.positive,
                                      "doc_ids": list(group.doc_ids), "scores": scores}) + "\n")
-        for group in groups.labelled:
-            handle.write(json.dumps({"type": "labelled", "qid": group.qid, "query": group.query,
-                                     "pos": list(group.positives), "neg": list(group.negatives)}) + "\n")
+        for judged in groups.labelled:
+            handle.write(json.dumps({"type": "labelled", "qid": judged.qid, "query": judged.query,
+                                     "pos": list(judged.positives), "neg": list(judged.negatives)}) + "\n")
     os.replace(tmp, path)
 
 
 def read_adapt_groups(path: str | Path) -> AdaptGroups:
-    """Read and check a prepared file.
-
-    Example:
-        >>> read_adapt_groups("groups.jsonl.gz").meta["index"]   # doctest: +SKIP
-        'cranfield'
-    """
+    """Read and check a prepared file (see `write_adapt_groups` for an example)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"no adapt groups file at {path}",

@@ -7,12 +7,7 @@ negative), keeps the top `depth`, and scores the masked positive and every hit w
 models through the `Scorer` protocol: the dense bi-encoder (ONNX, no torch) and optionally the
 current cross-encoder export. The BM25 scores come with the hits (without a model the teacher
 can only be BM25). How the teacher inputs are mixed is a training setting, so one prepared file
-serves several teachers.
-
-Example:
-    >>> groups = prepare_adapt_groups(client, "cranfield", PrepareSettings(), dense=dense)   # doctest: +SKIP
-    >>> len(groups.pseudo)   # doctest: +SKIP
-    2767
+serves several teachers (tests/integration/test_adapt.py prepares from a real node).
 """
 
 from __future__ import annotations
@@ -155,7 +150,7 @@ def _msearch(client, index: str, texts: Sequence[str], size: int, fields: Sequen
     """The served BM25 query for each text, in one `_msearch` round trip."""
     from opensearchpy.exceptions import OpenSearchException
 
-    body = []
+    body: list[dict] = []
     for text in texts:
         body.extend(({"index": index}, bm25_body(text, size, fields, source=list(fields))))
     try:
@@ -216,12 +211,7 @@ def _labelled_groups(client, index: str, path: Path, queries_path: Path | None, 
 
 
 def fetch_texts(client, index: str, doc_ids: Sequence[str], fields: Sequence[str], chunk: int = 500) -> dict[str, str]:
-    """`{id: served text}` of the ids found in `index` (`_mget`), as `Hit.text(fields)` joins them.
-
-    Example:
-        >>> fetch_texts(client, "cranfield", ["1"], ("title", "text"))["1"][:20]   # doctest: +SKIP
-        'experimental investi'
-    """
+    """`{id: served text}` of the ids found in `index` (`_mget`), as `Hit.text(fields)` joins them."""
     from opensearchpy.exceptions import OpenSearchException
 
     from es_rerank.types import Hit

@@ -227,7 +227,7 @@ def build_config(settings: Mapping[str, Any]) -> TrainConfig:
     return build_settings(TrainConfig, settings, "set base_model in the recipe or pass --base-model", "setting(s)")
 
 
-def build_settings(kind: type, settings: Mapping[str, Any], base_model_hint: str, what: str):
+def build_settings(kind: type[FineTuningConfig], settings: Mapping[str, Any], base_model_hint: str, what: str):
     """A validated `kind` (a FineTuningConfig class) from plain settings; missing ones take the defaults."""
     if not settings.get("base_model"):
         raise ConfigError("no base model given", hint=base_model_hint)

@@ -35,6 +35,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from es_rerank.datasets import Qrels
 from es_rerank.fusion import FusionWeights
 from es_rerank.fusion_fit import (CandidateSet, judged_qrels, mean_ndcg10, ranking_run, read_candidates,
                                   score_candidates, write_candidates)
@@ -42,7 +43,7 @@ from es_rerank.rerank import rerank_hits
 from es_rerank.retrieval import DEFAULT_FIELDS
 from es_rerank.scorer import Scorer
 from es_rerank.types import Hit
-from es_rerank.ir_metrics import Qrels, summary
+from es_rerank.ir_metrics import summary
 
 FUSED_SYSTEMS = {
     "adapted_fused": FusionWeights(ce=0.5, bm25=0.5, dense=0.0, norm="zscore"),

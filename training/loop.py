@@ -16,11 +16,6 @@ State (`state/`, to resume) is saved every `save_every` steps, at the last step 
 `save_every` is set, and whenever `stop_after` ends an invocation early; a run that finishes
 with `save_every: 0` removes any state it left, so a stale mid-run state cannot mislead
 `--resume`. A resumed run must read the same groups file (its sha256 is in the state).
-
-Example:
-    >>> log = fit(config, task, Path("runs/lce-g8"))   # doctest: +SKIP
-    >>> log["finished"]   # doctest: +SKIP
-    True
 """
 
 from __future__ import annotations

@@ -106,10 +106,6 @@ class Distillation:
                                    batch["positive_first"])
         return {"loss": loss, "distill": distill.masked_fill(labelled, float("nan"))}
 
-    def distill(self, scores: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The distillation loss alone, per query (the adapt probe's measure)."""
-        return distill_loss(self.kind, scores, teacher, mask, self.temperature, self.margin_scale)
-
     def normaliser(self, n_queries: int, n_pairs: int) -> int:
         return n_queries
 

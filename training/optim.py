@@ -19,7 +19,8 @@ def build_optimizer(model: torch.nn.Module, config: FineTuningConfig, device: to
     `optimizer: sgd` is plain SGD (no momentum), whose update is linear in the gradient: it makes
     checks such as "N processes compute the update one process computes" exact arithmetic.
     """
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue

@@ -29,7 +29,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -147,7 +147,18 @@ class GroupSampler(UnitSampler):
         super().__init__([labelled_unit(g, neg_depth) for g in groups], group_size, queries_per_step, seed)
 
 
-def labelled_unit(group: Group, neg_depth: int | None = None, key_prefix: str = "") -> TrainingUnit:
+class JudgedGroup(Protocol):
+    """A query's judged positives and BM25-ranked negatives (`mining.Group`, `adapt_groups.LabelledGroup`)."""
+
+    @property
+    def qid(self) -> str: ...
+    @property
+    def positives(self) -> Sequence[str]: ...
+    @property
+    def negatives(self) -> Sequence[str]: ...
+
+
+def labelled_unit(group: JudgedGroup, neg_depth: int | None = None, key_prefix: str = "") -> TrainingUnit:
     """The unit of a mined (or any judged) group: its positives, then its first `neg_depth` negatives.
 
     Example:

@@ -8,13 +8,7 @@ checkpoint in `out_dir`.
 
 Outputs in `out_dir`: the Hugging Face checkpoint (best dev nDCG@10, or the last step without a
 dev run), `train_log.json` (loss, pairs/s, dev figures), `recipe.yaml` (the resolved settings)
-and `state/` (to resume).
-
-Example:
-    >>> log = train(config, TrainInputs(Path("groups.jsonl"), Path("scifact"), Path("scifact"),
-    ...             dev_run=Path("train-run.tsv"), qrels=Path("scifact")), Path("runs/lce-g8"))  # doctest: +SKIP
-    >>> log["best"]["ndcg@10"]   # doctest: +SKIP
-    0.71
+and `state/` (to resume). tests/integration/test_train_cpu.py runs it end to end.
 """
 
 from __future__ import annotations
@@ -79,7 +73,7 @@ class SupervisedTask:
 
     label = "training"
     log_name = "train_log.json"
-    resumed_log = ("dev", "best")
+    resumed_log: tuple[str, ...] = ("dev", "best")
 
     def __init__(self, config: TrainConfig, inputs: TrainInputs) -> None:
         self.config, self.groups = config, inputs.groups

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import gzip
 import json
 import urllib.error
 import urllib.request
@@ -28,6 +27,7 @@ from es_rerank.proxy.httperror import error_body
 from es_rerank.proxy.plan import (DEFAULT_MAX_RESULT_WINDOW, RerankPlan, SearchRequest, WindowRequest, max_result_window,
                                   plan_search, settings_path, window_request)
 from es_rerank.retrieval import bm25_body
+from es_rerank.textfiles import open_text
 
 FORMAT = "es-rerank-replay/1"
 
@@ -96,19 +96,12 @@ def record_replay(opensearch_url: str, index: str, queries: Iterable[str], out: 
                                       "client_body": client_body.decode()}))
         searches += 1
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _open_text(out, "w") as handle:
+    with open_text(out, "w") as handle:  # .gz: a top-100 SciFact replay shrinks about 5x
         handle.write(json.dumps({"format": FORMAT, "index": index, "window": window, "page_size": page_size,
                                  "fields": list(fields)}) + "\n")
         for entry in entries:
             handle.write(json.dumps(entry.__dict__) + "\n")
     return searches
-
-
-def _open_text(path: Path, mode: str):
-    """Text file, gzip-compressed when its name ends in .gz (a top-100 SciFact replay shrinks about 5x)."""
-    if path.suffix == ".gz":
-        return gzip.open(path, mode + "t", encoding="utf-8")
-    return path.open(mode, encoding="utf-8")
 
 
 def _fetch(base: str, method: str, path_qs: str, body: bytes) -> ReplayEntry:
@@ -146,7 +139,7 @@ def load_replay(path: Path) -> ReplayFile:
     if not Path(path).is_file():
         raise ConfigError(f"replay file {path} does not exist",
                           hint="record one with `es-rerank bench proxy record` next to a running OpenSearch")
-    with _open_text(Path(path), "r") as handle:
+    with open_text(path) as handle:
         header = json.loads(handle.readline() or "{}")
         if header.get("format") != FORMAT:
             raise ConfigError(f"{path} is not an es-rerank replay file (format {header.get('format')!r})",

@@ -9,7 +9,6 @@ and open fds are sampled. Then the checks against OpenSearch itself.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import re
 import time
@@ -20,6 +19,7 @@ from typing import Callable
 
 from es_rerank.datasets import read_queries
 from es_rerank.errors import EsRerankError
+from es_rerank.textfiles import open_text
 from lab.reliability.classify import ACCEPTABLE, classify, overlaps
 from lab.reliability.faults import FaultTools, FaultWindow, fault_plan, inject
 from lab.reliability.node import THROWAWAY_PORT, ThrowawayNode, load_corpus
@@ -232,7 +232,7 @@ def _report(settings, phases, workload, node, relay, lifetimes, log) -> dict:
 
 def _save_records(path: Path, records: list[Record], labels: dict[int, str]) -> None:
     """Every request's fate, one JSON line each, for looking into a run afterwards."""
-    with gzip.open(path, "wt", encoding="utf-8") as out:
+    with open_text(path, "w") as out:
         for r in records:
             out.write(json.dumps({"seq": r.seq, "kind": r.kind, "due": round(r.due, 4), "sent": round(r.sent, 4),
                                   "done": round(r.done, 4), "status": r.status, "client_error": r.client_error,
