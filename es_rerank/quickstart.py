@@ -116,7 +116,7 @@ def run_quickstart(settings: QuickstartSettings, echo: Callable[[str], None],
          + (" (off: --allow-harm)" if settings.allow_harm else ""))
     rule, lines = guarded_rule(candidate, settings)
     fallback = Candidate("BM25 + bi-encoder", None, dense, None)
-    if candidate.ce_export is not None and rule.rerank and not rule.fusion.needs_ce:
+    if candidate.ce_export is not None and rule.rerank and rule.fusion is not None and not rule.fusion.needs_ce:
         echo(lines[0])
         echo(f"== 5b. offline A/B of the fallback, {fallback.label}, before serving it")
         ab_verdict(fallback, settings, url, echo)
