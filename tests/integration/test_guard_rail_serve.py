@@ -84,6 +84,9 @@ def test_allow_harm_serves_it_anyway(minilm_export, opensearch_url, scifact_inde
                                       "--window", "10", "--allow-harm")
     try:
         assert any("served despite harm (--allow-harm)" in line for line in lines), lines
+        # The start-up timing of the real export: an explicit window is kept and reported with its cost.
+        assert any(f"index '{scifact_index}': a window of 10 takes about" in line
+                   and "within its 60000 ms deadline" in line for line in lines), lines
         assert search(url, scifact_index).headers["X-Rerank"] == "reranked"
     finally:
         stop(process)
@@ -120,3 +123,16 @@ def test_ab_records_its_verdict_and_serve_reads_it(minilm_export, opensearch_url
                                                                                         ndcg["mean"], ndcg["p"])
     assert verdict.harm is report["comparisons"][0]["significant_harm"] is False  # 6 queries cannot reach p < 0.05
     assert f"recorded in {export / 'ab-verdicts.json'}" in result.stderr
+
+
+def test_a_default_window_too_slow_for_the_deadline_is_lowered_at_start_up(minilm_export, opensearch_url,  # noqa: F811
+                                                                          scifact_index):
+    # No model scores 100 pairs within 80 % of 5 ms on a CPU: the default window is lowered, with the numbers.
+    process, url, lines = start_serve("--opensearch", opensearch_url, "--model", str(minilm_export),
+                                      "--index", scifact_index, "--deadline-ms", "5")
+    try:
+        line = next(line for line in lines if f"index '{scifact_index}': a window of 100 takes about" in line)
+        assert "over its 5 ms deadline; window lowered to 1 (measured: cross-encoder 16 pairs in" in line, line
+        assert "set --window 100 --deadline-ms" in line
+    finally:
+        stop(process)
