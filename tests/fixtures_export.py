@@ -46,3 +46,16 @@ def minilm_export(one_logit_checkpoint, tmp_path_factory) -> Path:
                                          max_length=MAX_LENGTH, parity=ParitySource(queries=6, candidates=12)))
         _built["export"] = out
     return _built["export"]
+
+
+@pytest.fixture(scope="session")
+def minilm_dense_export(tmp_path_factory) -> Path:
+    """`es-rerank export-dense` of the packaged all-MiniLM-L6-v2: the bi-encoder of fusion."""
+    if "dense" not in _built:
+        from tests.conftest import run_cli
+
+        out = tmp_path_factory.mktemp("dense") / "minilm-dense"
+        result = run_cli("export-dense", str(packaged_encoder()), str(out))
+        assert result.returncode == 0, result.stderr[-3000:]
+        _built["dense"] = out
+    return _built["dense"]

@@ -22,6 +22,12 @@ VARIANTS_HELP = "YAML/JSON list of variants to compare: {name, proxy URL | model
 @option("--proxy", "proxy", metavar="URL", help="es-rerank proxy URL serving the reranked side.")
 @option("--model", "model", type=click.Path(exists=True, file_okay=False, path_type=Path),
         help="Exported model dir: start a proxy in-process on it for the reranked side.")
+@option("--dense-model", "dense_model", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+        help="Bi-encoder export (export-dense): the in-process side serves BM25 fused with it (with --model: all three).")
+@option("--fusion-file", "fusion_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+        help="Fusion weights for --dense-model; default without --model: recipes/fusion/bm25_dense_minilm.yaml's.")
+@option("--record-verdict", is_flag=True,
+        help="Record the outcome (harm or not) in the export, for `serve`'s guard rail (--model's, else --dense-model's).")
 @option("--variants", "variants", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=VARIANTS_HELP)
 @option("--name", default="rerank", help="Name of the --proxy/--model side in the report and run files.")
 @option("--window", type=click.IntRange(min=1), default=None, help="Rerank window sent as ext.rerank.window (default: the proxy's).")
@@ -40,7 +46,8 @@ VARIANTS_HELP = "YAML/JSON list of variants to compare: {name, proxy URL | model
 @opensearch_url
 @click.pass_context
 def ab(ctx: click.Context, queries: Path | None, qrels: Path | None, split: str, index: str | None,
-       proxy: str | None, model: Path | None, variants: Path | None, name: str, window: int | None,
+       proxy: str | None, model: Path | None, dense_model: Path | None, fusion_file: Path | None,
+       record_verdict: bool, variants: Path | None, name: str, window: int | None,
        fields: str, title_field: str, depth: int, max_queries: int, concurrency: int, timeout: float,
        alpha: float, seed: int, out: Path, as_json: bool, opensearch_url: str | None) -> None:
     """Run every judged query against OpenSearch (BM25) and through the reranker; compare them.
@@ -68,13 +75,18 @@ def ab(ctx: click.Context, queries: Path | None, qrels: Path | None, split: str,
     if missing:
         raise ConfigError(f"missing {', '.join(missing)}",
                           hint="es-rerank ab --queries Q --qrels R --index I (--proxy URL | --model DIR | --variants FILE)")
-    if proxy and model:
-        raise ConfigError("give --proxy or --model, not both", hint="use --variants FILE to compare several")
+    if proxy and (model or dense_model):
+        raise ConfigError("give --proxy or --model/--dense-model, not both", hint="use --variants FILE to compare several")
+    weights = in_process_fusion(model, dense_model, fusion_file)
     compared = load_variants(variants) if variants else []
-    if proxy or model:
+    if proxy or (model and not dense_model):
         compared.insert(0, Variant(name=name, proxy=proxy, model=model, rerank=RerankKnobs(window=window)))
-    if not compared:
-        raise ConfigError("nothing to compare BM25 with", hint="pass --proxy URL, --model EXPORT_DIR or --variants FILE")
+    if not compared and not dense_model:
+        raise ConfigError("nothing to compare BM25 with",
+                          hint="pass --proxy URL, --model EXPORT_DIR, --dense-model EXPORT_DIR or --variants FILE")
+    if record_verdict and not (model or dense_model):
+        raise ConfigError("--record-verdict records into an export, and none is served in-process here",
+                          hint="pass --model EXPORT_DIR and/or --dense-model EXPORT_DIR")
 
     url = resolve_url(opensearch_url)
     check_reachable(make_client(url), url)
@@ -84,6 +96,9 @@ def ab(ctx: click.Context, queries: Path | None, qrels: Path | None, split: str,
 
     with ExitStack() as stack:
         sides = [Side(BM25, url)]
+        if dense_model is not None:  # the fused side, first, so that its comparison is the verdict's
+            fused_url = stack.enter_context(serve_model(model, url, index, timeout, dense_model, weights))
+            sides.append(Side(name, fused_url, RerankKnobs(window=window)))
         for variant in compared:
             base_url = variant.proxy or stack.enter_context(serve_model(variant.model, url, index, timeout))
             sides.append(Side(variant.name, base_url, variant.rerank, variant.headers))
@@ -91,6 +106,12 @@ def ab(ctx: click.Context, queries: Path | None, qrels: Path | None, split: str,
             sides, judged, settings, alpha=alpha, seed=seed,
             progress=lambda items, total, side: progress_bar(items, total, desc=f"searching {side}", unit="query"))
     paths = write_outputs(comparison, out)
+    if record_verdict:
+        from es_rerank.guard_rail import Verdict, record_verdict as record
+
+        verdict = Verdict.from_report(comparison.report, split)
+        where = record(model or dense_model, verdict)
+        click.echo(f"recorded in {where}: {'HARM, ' if verdict.harm else ''}{verdict.describe()}", err=True)
     if as_json:
         click.echo(json.dumps(comparison.report, indent=2))
     else:
@@ -116,6 +137,29 @@ def report_command(logs: tuple[Path, ...], events: tuple[Path, ...], as_json: bo
         click.echo(f"... and {len(contents.bad_lines) - 10} more unusable lines", err=True)
     summary = summarise(contents, seed=seed)
     click.echo(json.dumps(summary, indent=2) if as_json else render_online_table(summary))
+
+
+def in_process_fusion(model: Path | None, dense_model: Path | None, fusion_file: Path | None):
+    """The fusion weights of the in-process side: --fusion-file's, or BM25 + bi-encoder's without a model.
+
+    Example:
+        >>> in_process_fusion(None, Path("dense"), None).as_dict()
+        {'ce': 0.0, 'bm25': 0.5, 'dense': 0.5, 'norm': 'minmax'}
+    """
+    from es_rerank.errors import ConfigError
+    from es_rerank.fusion import load_weights
+    from es_rerank.guard_rail import SAFE_FUSION
+
+    if dense_model is None:
+        if fusion_file is not None:
+            raise ConfigError("--fusion-file needs --dense-model", hint="pass the bi-encoder export the weights mix in")
+        return None
+    if fusion_file is not None:
+        return load_weights(fusion_file)
+    if model is not None:
+        raise ConfigError("--model with --dense-model needs --fusion-file",
+                          hint="e.g. --fusion-file recipes/fusion/ce_bm25_dense_minilm.yaml")
+    return SAFE_FUSION
 
 
 def _split_fields(text: str) -> tuple[str, ...]:

@@ -88,8 +88,13 @@ _server = ServerSettings()
         help="Client connections open at once; more are closed as they arrive.")
 @option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
         help="Log verbosity (stderr).")
+@option("--allow-harm", is_flag=True,
+        help="Serve the model even on indices where its recorded A/B (`ab --record-verdict`) shows it below BM25.")
+@option("--no-window-sizing", is_flag=True,
+        help="Keep default windows even when the start-up timing says they miss the deadline on this machine.")
 @online_ab_options
-def serve(opensearch_url: str | None, opensearch_ca_file: Path | None, opensearch_insecure: bool,
+@click.pass_context
+def serve(ctx: click.Context, opensearch_url: str | None, opensearch_ca_file: Path | None, opensearch_insecure: bool,
           model: Path | None, device: str, model_batch_size: int,
           config_file: Path | None, indices: tuple[str, ...], fields: str, window: int, deadline_ms: int,
           fusion_file: Path | None, dense_model: Path | None, dense_threads: int,
@@ -98,7 +103,7 @@ def serve(opensearch_url: str | None, opensearch_ca_file: Path | None, opensearc
           encode_threads: int,
           connect_timeout_s: float, read_timeout_s: float, max_body_bytes: int, max_json_depth: int,
           body_timeout_s: float, drain_delay_s: float, drain_timeout_s: float, header_timeout_s: float,
-          max_connections: int, log_level: str,
+          max_connections: int, log_level: str, allow_harm: bool, no_window_sizing: bool,
           ab_split: float | None, ab_mode: str, ab_key_header: str | None, ab_experiment: str, ab_log: Path | None,
           ab_events_log: Path | None, ab_log_query_text: bool, ab_secret: str) -> None:
     """Serve OpenSearch's API on --port; relevance searches on configured indices come back reranked.
@@ -107,6 +112,9 @@ def serve(opensearch_url: str | None, opensearch_ca_file: Path | None, opensearc
     every search appends a line to --ab-log, and clients POST clicks to /_rerank/events.
     Where an A/B test shows reranking losing to BM25 on an index, switch it off there
     (`rerank: false` for that index in --config): its searches then pass through untouched.
+    A verdict recorded by `es-rerank ab --record-verdict` does that at start-up (the guard rail):
+    a model significantly below BM25 is not served on that index unless --allow-harm.
+    Windows left at the default are lowered to what a start-up timing says fits the deadline.
     """
     from es_rerank.cli.ab_serve_options import online_ab_config
     from es_rerank.config import parse_fields, read_config_file, rules_from_mapping
@@ -140,14 +148,25 @@ def serve(opensearch_url: str | None, opensearch_ca_file: Path | None, opensearc
         batch=BatchSettings(batch_max_pairs, cross_request_batching, encode_threads),
         server=ServerSettings(host, port, drain_delay_s, drain_timeout_s, header_timeout_s, max_connections),
         online_ab=online_ab)
+    from es_rerank.guard_rail import guard_rules
+    from es_rerank.window_sizing import sized_rules
+
+    rules, decisions = guard_rules(rules, model, allow_harm)
+    for line in decisions:
+        click.echo(line, err=True)
     scorer = load_scorer(model, device, model_batch_size) if model is not None else None
-    if scorer is None:
+    dense_names = sorted({r.dense_model for r in rules if r.rerank and r.dense_model is not None})
+    dense_scorers = {name: load_dense_scorer(Path(name), device, dense_threads) for name in dense_names}
+    if scorer is None and not dense_scorers:
         click.echo("no --model given: every request passes through unreranked", err=True)
     elif not rules:
         click.echo("no --index or --config rules: every request passes through unreranked", err=True)
-    dense_names = sorted({r.dense_model for r in rules if r.rerank and r.dense_model is not None})
-    dense_scorers = {name: load_dense_scorer(Path(name), device, dense_threads)
-                     for name in dense_names} if scorer is not None else {}
+    window_explicit = ctx.get_parameter_source("window") is not click.core.ParameterSource.DEFAULT
+    rules, sizing = sized_rules(rules, scorer, dense_scorers, default_window=None if window_explicit else window,
+                                resize=not no_window_sizing)
+    for line in sizing:
+        click.echo(line, err=True)
+    settings = replace(settings, rules=rules)
     for rule in rules:
         what = "off: passes through" if not rule.rerank else (
             f"fusion {rule.fusion.as_dict()}" if rule.fusion is not None else "cross-encoder order")

@@ -70,11 +70,15 @@ class ProxyContext:
 
     def __init__(self, settings: ProxySettings, scorer: Scorer | None,
                  dense_scorers: Mapping[str, Scorer] | None = None) -> None:
-        dense_scorers = dict(dense_scorers or {}) if scorer is not None else {}
-        for rule in settings.rules if scorer is not None else ():
+        dense_scorers = dict(dense_scorers or {})
+        for rule in settings.rules if scorer is not None or dense_scorers else ():
             if rule.rerank and rule.dense_model is not None and rule.dense_model not in dense_scorers:
                 raise ConfigError(f"index {rule.pattern!r} names dense model {rule.dense_model!r}, "
                                   "which was not loaded", hint="load each rule's dense_model and pass it in dense_scorers")
+            if scorer is None and rule.rerank and (rule.fusion is None or rule.fusion.needs_ce or not rule.dense_model):
+                raise ConfigError(f"index {rule.pattern!r} needs a cross-encoder, and none is loaded",
+                                  hint="pass --model, or give the index fusion weights with ce 0 and a dense model "
+                                       "(recipes/fusion/bm25_dense_minilm.yaml), or set rerank: false for it")
         self.settings = settings
         self.scorer = scorer
         self.metrics = ProxyMetrics()
@@ -173,7 +177,7 @@ class ProxyContext:
         if self.draining:
             reasons.append("draining after SIGTERM")
         if self.batcher is None:
-            model = "none: reranking is off"
+            model = "none: bi-encoder fusion only" if self.dense_batchers else "none: reranking is off"
         else:
             model = _warm_state(self.batcher, "model", reasons)
         dense = {name: _warm_state(batcher, f"dense model {name}", reasons)
@@ -325,7 +329,7 @@ async def _search(context: ProxyContext, request: web.Request, path: str, query_
     # Checked here, once, on the inflated body: every search below, relayed or reranked, is capped.
     refuse_deep_json(body, request.headers.get("Content-Type", ""), "", path, limits.max_json_depth,
                      limits.max_body_bytes)
-    if context.batcher is None:  # no model: relay, only taking out ext.rerank (OpenSearch would reject it)
+    if context.batcher is None and not context.dense_batchers:  # no model: relay, minus ext.rerank (OpenSearch rejects it)
         plan = PassThrough("no model loaded", strip_rerank_ext(body))
     else:
         plan = plan_search(SearchRequest(request.method, path, query_string, request.headers, body), context.settings)
@@ -644,6 +648,10 @@ async def _window_scores(context: ProxyContext, response: dict, spec: RerankSpec
     (timeout, ScoringError, including NaN or missing BM25 scores), and the search falls back to BM25.
     """
     weights = spec.fusion
+    if context.batcher is None and (weights is None or weights.needs_ce):  # a bi-encoder-only proxy
+        raise ProxyHTTPError(400, "illegal_argument_exception",
+                             "ext.rerank.fusion gives a cross-encoder weight, but this proxy serves no cross-encoder; "
+                             "set ce to 0")
     if weights is None:
         return await context.batcher.score(spec.query_text, texts, spec.deadline_s)
     calls = {}
