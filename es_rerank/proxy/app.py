@@ -36,7 +36,7 @@ from es_rerank.fusion import fuse
 from es_rerank.proxy.batcher import Batcher
 from es_rerank.proxy.encoding import response_encoding
 from es_rerank.proxy.connections import ENGINE_LESS_HEADERS
-from es_rerank.proxy.httperror import JSON_TYPE, ProxyHTTPError, error_body
+from es_rerank.proxy.httperror import JSON_TYPE, ProxyHTTPError, error_body, error_object
 from es_rerank.proxy.jsonio import dumps, loads
 from es_rerank.proxy.limits import (BodyDepthCheck, check_declared_length, checked_stream, inflate, read_body,
                                    refuse_deep_json, stream_body)
@@ -275,10 +275,19 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return _error_response(err)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
-    except Exception:  # a proxy bug still answers in OpenSearch's shape; the log has the traceback
-        log.exception("unexpected error on %s %s", request.method, path)
-        return _error_response(ProxyHTTPError(500, "proxy_internal_exception",
-                                             "the rerank proxy failed unexpectedly; see its log"))
+    except Exception as exc:  # a proxy bug still answers in OpenSearch's shape; the log has the traceback
+        return _error_response(_bug(context, "request", exc, f"{request.method} {path}"))
+
+
+def _bug(context: ProxyContext, stage: str, exc: BaseException, where: str) -> ProxyHTTPError:
+    """Log an unexpected exception with its traceback, count it in es_rerank_bugs_total{stage}, return the 500.
+
+    A bug is never served as a BM25 fallback: those are the designed degradations (model error,
+    timeout, out of memory, overload), and a quiet fallback would hide a bug behind them.
+    """
+    log.error("proxy bug in stage %s on %s: %s: %s", stage, where, type(exc).__name__, exc, exc_info=exc)
+    context.metrics.bugs.inc((stage,))
+    return ProxyHTTPError.internal("the rerank proxy failed unexpectedly; see its log")
 
 
 def _error_response(err: ProxyHTTPError) -> web.Response:
@@ -294,13 +303,13 @@ async def _internal(context: ProxyContext, request: web.Request, path: str) -> w
     """`/_rerank/health` (live), `/_rerank/ready`, `/_rerank/metrics` and, in an A/B test, `/_rerank/events`."""
     if path == EVENTS_PATH:
         if context.ab_events is None:
-            raise ProxyHTTPError(404, "resource_not_found_exception",
-                                 f"{EVENTS_PATH} takes click events only while an online A/B test runs (--ab-split)")
+            raise ProxyHTTPError.not_found(
+                f"{EVENTS_PATH} takes click events only while an online A/B test runs (--ab-split)")
         if request.method != "POST":
-            raise ProxyHTTPError(405, "method_not_allowed_exception", f"{EVENTS_PATH} answers POST only")
+            raise ProxyHTTPError.method_not_allowed(f"{EVENTS_PATH} answers POST only")
         return await context.ab_events(request)
     if request.method not in ("GET", "HEAD"):
-        raise ProxyHTTPError(405, "method_not_allowed_exception", f"{path} answers GET and HEAD only")
+        raise ProxyHTTPError.method_not_allowed(f"{path} answers GET and HEAD only")
     if path == "/_rerank/health":
         return _json_response(200, {"status": "live"})
     if path == "/_rerank/ready":
@@ -309,9 +318,9 @@ async def _internal(context: ProxyContext, request: web.Request, path: str) -> w
     if path == "/_rerank/metrics":
         return web.Response(body=context.render_metrics().encode(),
                             headers={"Content-Type": "text/plain; version=0.0.4"})
-    raise ProxyHTTPError(404, "resource_not_found_exception",
-                         f"no proxy endpoint {path}; the proxy serves /_rerank/health, /_rerank/ready, /_rerank/metrics"
-                         f" and, in an A/B test, {EVENTS_PATH}")
+    raise ProxyHTTPError.not_found(
+        f"no proxy endpoint {path}; the proxy serves /_rerank/health, /_rerank/ready, /_rerank/metrics"
+        f" and, in an A/B test, {EVENTS_PATH}")
 
 
 def _json_response(status: int, payload: dict) -> web.Response:
@@ -407,16 +416,21 @@ async def _rerank_msearch(context: ProxyContext, request: web.Request, pairs, pl
     pages = list(items)
     for k, scores in zip(reranked, scored):
         spec = windows[k].spec
+        stage = "score"
         try:
             if isinstance(scores, BaseException):
                 raise scores
+            stage = "rewrite"
             pages[k], outcomes[k] = reranked_page(items[k], spec, scores), "reranked"
-        except (asyncio.TimeoutError, ScoringError, ValueError) as exc:
+        except (asyncio.TimeoutError, ScoringError) as exc:
             reason = "timeout" if isinstance(exc, asyncio.TimeoutError) else \
                 "oom" if isinstance(exc, ScoringOutOfMemory) else "error"
             log.warning("an _msearch search fell back to BM25: %s: %s", reason, exc)
             metrics.fallbacks.inc((reason,))
             pages[k], outcomes[k] = bm25_page(items[k], spec), "fallback"
+        except Exception as exc:  # a bug fails its own search, as OpenSearch answers a failed search in _msearch
+            err = _bug(context, stage, exc, f"_msearch search {k} of {len(items)}")
+            pages[k], outcomes[k] = error_object(err.status, err.error_type, err.reason), "error"
     for outcome in outcomes:
         metrics.requests.inc((outcome,))
     pretty = parse_params(query_string).get("pretty", "false") != "false"
@@ -539,9 +553,8 @@ async def _rerank(context: ProxyContext, request: web.Request, plan: RerankPlan,
         if load.overload == "shed":
             context.metrics.shed.inc(("reject",))
             context.metrics.requests.inc(("shed",))
-            raise ProxyHTTPError(load.shed_status, "rejected_execution_exception",
-                                 f"the rerank proxy is at its limit of {load.max_in_flight} concurrent searches",
-                                 headers={"Retry-After": str(load.retry_after_s)})
+            raise ProxyHTTPError.rejected(f"the rerank proxy is at its limit of {load.max_in_flight} concurrent searches",
+                                          status=load.shed_status, retry_after_s=load.retry_after_s)
         context.metrics.shed.inc(("degrade",))
         context.metrics.requests.inc(("degraded",))
         return await _relay_search_body(context, request, request.raw_path, raw, plan.passthrough_body,
@@ -591,20 +604,26 @@ async def _rerank_window(context: ProxyContext, request: web.Request, plan: Rera
     else:
         try:
             scores = await _window_scores(context, response, spec, texts)
-            scored_at = time.monotonic()
-            if decision is not None and decision.variant == INTERLEAVE:
-                outcome = "interleaved"
-                page, teams = _interleave(context, decision, plan, response, spec, scores)
-            else:
-                page = reranked_page(response, spec, scores)
         except asyncio.TimeoutError:
             outcome, reason = "fallback", "timeout"
         except ScoringOutOfMemory as exc:
             outcome, reason = "fallback", "oom"
             log.warning("rerank fell back to BM25: out of memory: %s", exc)
-        except (ScoringError, ValueError) as exc:
+        except ScoringError as exc:
             outcome, reason = "fallback", "error"
             log.warning("rerank fell back to BM25: %s", exc)
+        except Exception as exc:
+            raise _bug(context, "score", exc, f"_search on {plan.target}") from exc
+        if outcome == "reranked":
+            scored_at = time.monotonic()
+            try:
+                if decision is not None and decision.variant == INTERLEAVE:
+                    outcome = "interleaved"
+                    page, teams = _interleave(context, decision, plan, response, spec, scores)
+                else:
+                    page = reranked_page(response, spec, scores)
+            except Exception as exc:
+                raise _bug(context, "rewrite", exc, f"_search on {plan.target}") from exc
     if outcome in ("fallback", "bm25"):
         scored_at = time.monotonic()
         page = bm25_page(response, spec)

@@ -38,6 +38,10 @@ from es_rerank.errors import ScoringError, ScoringOutOfMemory
 from es_rerank.proxy.metrics import ProxyMetrics
 from es_rerank.scorer import Scorer, TwoStageScorer
 
+# What a scorer raises for wrong code rather than a failing model (OnnxScorer: a bad argument is a
+# ValueError or TypeError). These reach the search unchanged and are answered as bugs, not BM25 fallbacks.
+BUG_ERRORS = (TypeError, ValueError, LookupError, AttributeError, AssertionError, NameError)
+
 log = logging.getLogger("es_rerank.proxy")
 WARM_UP_PAIRS = 8
 
@@ -94,6 +98,8 @@ class Batcher:
     async def score(self, query: str, documents: list[str], timeout_s: float) -> np.ndarray:
         """Scores for `documents` against `query`; raises asyncio.TimeoutError past `timeout_s`, or ScoringError.
 
+        A scorer's `BUG_ERRORS` come back as they were raised (with their traceback), so they count as bugs.
+
         Queue wait counts against the timeout: a search that waited too long is dropped from the queue.
         """
         if not documents:
@@ -115,7 +121,7 @@ class Batcher:
         try:
             encoded = await loop.run_in_executor(self._encode_pool, cast(TwoStageScorer, self.scorer).encode_pairs,
                                                  [job.query] * len(job.documents), job.documents)
-        except ScoringError:
+        except (ScoringError, *BUG_ERRORS):
             raise
         except Exception as exc:  # a tokenizer failure is a model failure: BM25 fallback, never a 5xx
             raise ScoringError(f"{type(exc).__name__}: {exc}") from exc
@@ -188,8 +194,11 @@ class Batcher:
                 return
             self._fail(batch, exc)
             return
-        except Exception as exc:  # any model failure becomes a BM25 fallback, never a 5xx
-            self._fail(batch, exc if isinstance(exc, ScoringError) else ScoringError(f"{type(exc).__name__}: {exc}"))
+        except (ScoringError, *BUG_ERRORS) as exc:  # a bug goes back as raised: the search counts it as one
+            self._fail(batch, exc)
+            return
+        except Exception as exc:  # any other model failure becomes a BM25 fallback, never a 5xx
+            self._fail(batch, ScoringError(f"{type(exc).__name__}: {exc}"))
             return
         self.metrics.batch_pairs.observe(len(documents))
         self.metrics.stage_seconds.observe(time.monotonic() - started, ("score",))

@@ -1,9 +1,12 @@
 """Errors the proxy answers itself, always in OpenSearch's error shape.
 
+Every such error is one row of `STATUS_TABLE` (its HTTP status and OpenSearch error type) and
+is built by the named constructor of that row, so a status and its type never drift apart.
+
 Example:
-    >>> err = ProxyHTTPError(413, "content_too_long_exception", "body is 20 bytes, limit 10")
-    >>> loads(error_body(err.status, err.error_type, err.reason))["error"]["type"]
-    'content_too_long_exception'
+    >>> err = ProxyHTTPError.payload_too_large("body is 20 bytes, limit 10")
+    >>> err.status, loads(error_body(err.status, err.error_type, err.reason))["error"]["type"]
+    (413, 'content_too_long_exception')
 """
 
 from __future__ import annotations
@@ -13,11 +16,34 @@ from es_rerank.proxy.jsonio import dumps, loads  # noqa: F401 (loads: doctest)
 
 JSON_TYPE = "application/json; charset=UTF-8"  # what OpenSearch labels its JSON answers
 
+# kind -> (HTTP status, OpenSearch error type); each kind has the ProxyHTTPError constructor of its name.
+# The types are the ones OpenSearch itself answers with for the same fault, where it has one.
+STATUS_TABLE: dict[str, tuple[int, str]] = {
+    "bad_request": (400, "illegal_argument_exception"),
+    "parse_error": (400, "parse_exception"),  # the body's bytes: truncated, bad gzip
+    "parsing_error": (400, "parsing_exception"),  # the body's structure: nested too deep
+    "not_found": (404, "resource_not_found_exception"),
+    "method_not_allowed": (405, "method_not_allowed_exception"),
+    "request_timeout": (408, "timeout_exception"),
+    "payload_too_large": (413, "content_too_long_exception"),
+    "unsupported_media_type": (415, "illegal_argument_exception"),
+    "rejected": (429, "rejected_execution_exception"),  # the shed status is configurable (429 or 503)
+    "internal": (500, "proxy_internal_exception"),
+    "upstream_unavailable": (502, "upstream_unavailable_exception"),
+    "upstream_timeout": (504, "upstream_timeout_exception"),
+}
+
 
 class ProxyHTTPError(EsRerankError):
     """A request the proxy answers with an error of its own (never for a model failure).
 
-    `headers` are extra response headers such as `Retry-After`; `close` asks to drop the connection.
+    Build it with the constructor named for its kind in `STATUS_TABLE`. `headers` are extra
+    response headers such as `Retry-After`; `close` asks to drop the connection.
+
+    Example:
+        >>> err = ProxyHTTPError.rejected("at the limit", status=503, retry_after_s=2)
+        >>> err.status, err.error_type, err.headers
+        (503, 'rejected_execution_exception', {'Retry-After': '2'})
     """
 
     def __init__(self, status: int, error_type: str, reason: str, *, headers: dict | None = None,
@@ -29,13 +55,102 @@ class ProxyHTTPError(EsRerankError):
         self.headers = dict(headers or {})
         self.close = close
 
+    @classmethod
+    def of_kind(cls, kind: str, reason: str, *, status: int | None = None, headers: dict | None = None,
+                close: bool = False) -> ProxyHTTPError:
+        """The error of a `STATUS_TABLE` row; `status` overrides the row's only where the kind allows a choice.
+
+        Example:
+            >>> ProxyHTTPError.of_kind("upstream_timeout", "slow").status
+            504
+            >>> ProxyHTTPError.of_kind("teapot", "short and stout")
+            Traceback (most recent call last):
+            ...
+            KeyError: "no proxy error kind 'teapot'; STATUS_TABLE has bad_request, parse_error, parsing_error, not_found, method_not_allowed, request_timeout, payload_too_large, unsupported_media_type, rejected, internal, upstream_unavailable, upstream_timeout"
+        """
+        if kind not in STATUS_TABLE:
+            raise KeyError(f"no proxy error kind {kind!r}; STATUS_TABLE has {', '.join(STATUS_TABLE)}")
+        default_status, error_type = STATUS_TABLE[kind]
+        return cls(status or default_status, error_type, reason, headers=headers, close=close)
+
+    @classmethod
+    def bad_request(cls, reason: str) -> ProxyHTTPError:
+        """400: a request the proxy refuses (a bad path, a bad `ext.rerank`)."""
+        return cls.of_kind("bad_request", reason)
+
+    @classmethod
+    def parse_error(cls, reason: str, *, close: bool = False) -> ProxyHTTPError:
+        """400: body bytes that cannot be read (ended early, not valid gzip)."""
+        return cls.of_kind("parse_error", reason, close=close)
+
+    @classmethod
+    def parsing_error(cls, reason: str, *, close: bool = False) -> ProxyHTTPError:
+        """400: a body whose structure the proxy refuses (nested past the depth cap)."""
+        return cls.of_kind("parsing_error", reason, close=close)
+
+    @classmethod
+    def not_found(cls, reason: str) -> ProxyHTTPError:
+        """404: no such proxy endpoint."""
+        return cls.of_kind("not_found", reason)
+
+    @classmethod
+    def method_not_allowed(cls, reason: str) -> ProxyHTTPError:
+        """405: a proxy endpoint asked with the wrong method."""
+        return cls.of_kind("method_not_allowed", reason)
+
+    @classmethod
+    def request_timeout(cls, reason: str) -> ProxyHTTPError:
+        """408: the client's body did not arrive in time; the connection closes."""
+        return cls.of_kind("request_timeout", reason, close=True)
+
+    @classmethod
+    def payload_too_large(cls, reason: str) -> ProxyHTTPError:
+        """413: a body over the size limit; the connection closes so the unread rest is never buffered."""
+        return cls.of_kind("payload_too_large", reason, close=True)
+
+    @classmethod
+    def unsupported_media_type(cls, reason: str) -> ProxyHTTPError:
+        """415: a Content-Encoding the proxy cannot decode."""
+        return cls.of_kind("unsupported_media_type", reason)
+
+    @classmethod
+    def rejected(cls, reason: str, *, status: int, retry_after_s: int) -> ProxyHTTPError:
+        """429 or 503 (`status`): the proxy sheds load; `Retry-After` says when to come back."""
+        return cls.of_kind("rejected", reason, status=status, headers={"Retry-After": str(retry_after_s)})
+
+    @classmethod
+    def internal(cls, reason: str) -> ProxyHTTPError:
+        """500: a bug in the proxy; its log has the traceback."""
+        return cls.of_kind("internal", reason)
+
+    @classmethod
+    def upstream_unavailable(cls, reason: str) -> ProxyHTTPError:
+        """502: OpenSearch cannot be reached or broke the connection."""
+        return cls.of_kind("upstream_unavailable", reason)
+
+    @classmethod
+    def upstream_timeout(cls, reason: str) -> ProxyHTTPError:
+        """504: OpenSearch did not answer in time."""
+        return cls.of_kind("upstream_timeout", reason)
+
 
 def error_body(status: int, error_type: str, reason: str) -> bytes:
-    """`{"error": {"root_cause", "type", "reason"}, "status"}`, the shape OpenSearch's own errors have.
+    """`error_object` as the JSON bytes of a response body.
 
     Example:
         >>> loads(error_body(502, "upstream_unavailable_exception", "down"))["status"]
         502
     """
+    return dumps(error_object(status, error_type, reason))
+
+
+def error_object(status: int, error_type: str, reason: str) -> dict:
+    """`{"error": {"root_cause", "type", "reason"}, "status"}`, the shape OpenSearch's own errors have
+    (a whole response, or one failed search among an `_msearch`'s `responses`).
+
+    Example:
+        >>> error_object(500, "proxy_internal_exception", "bug")["error"]["root_cause"]
+        [{'type': 'proxy_internal_exception', 'reason': 'bug'}]
+    """
     cause = {"type": error_type, "reason": reason}
-    return dumps({"error": {"root_cause": [cause], **cause}, "status": status})
+    return {"error": {"root_cause": [cause], **cause}, "status": status}

@@ -18,7 +18,6 @@ import numpy as np
 
 from es_rerank.proxy.httperror import ProxyHTTPError
 
-TOO_LARGE = "content_too_long_exception"
 _SCAN_SLICE = 1 << 20  # the depth scanner's numpy passes work on at most this many bytes at once
 
 
@@ -29,8 +28,7 @@ def too_large(size_text: str, limit: int) -> ProxyHTTPError:
         >>> too_large("of 20 bytes", 10).status
         413
     """
-    return ProxyHTTPError(413, TOO_LARGE, f"request body {size_text} exceeds the proxy limit of {limit} bytes",
-                          close=True)
+    return ProxyHTTPError.payload_too_large(f"request body {size_text} exceeds the proxy limit of {limit} bytes")
 
 
 def check_declared_length(content_length: int | None, limit: int) -> None:
@@ -67,11 +65,9 @@ async def read_body(content, content_length: int | None, limit: int, timeout_s: 
                 return await content.readexactly(content_length)
             return await _read_chunked(content, limit)
     except asyncio.TimeoutError:
-        raise ProxyHTTPError(408, "timeout_exception", f"request body not received within {timeout_s:g} s",
-                             close=True) from None
+        raise ProxyHTTPError.request_timeout(f"request body not received within {timeout_s:g} s") from None
     except asyncio.IncompleteReadError:
-        raise ProxyHTTPError(400, "parse_exception", "request body ended before its Content-Length",
-                             close=True) from None
+        raise ProxyHTTPError.parse_error("request body ended before its Content-Length", close=True) from None
 
 
 def _timeout(seconds: float):
@@ -103,8 +99,7 @@ async def stream_body(content, limit: int, timeout_s: float) -> AsyncIterator[by
             async with _timeout(timeout_s):
                 chunk = await content.readany()
         except asyncio.TimeoutError:
-            raise ProxyHTTPError(408, "timeout_exception", f"request body stalled for {timeout_s:g} s",
-                                 close=True) from None
+            raise ProxyHTTPError.request_timeout(f"request body stalled for {timeout_s:g} s") from None
         if not chunk:
             return
         size += len(chunk)
@@ -132,13 +127,13 @@ def inflate(body: bytes, encoding: str, max_bytes: int) -> bytes:
     elif encoding == "deflate":
         wbits = zlib.MAX_WBITS
     else:
-        raise ProxyHTTPError(415, "illegal_argument_exception",
-                             f"request Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
+        raise ProxyHTTPError.unsupported_media_type(
+            f"request Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
     decoder = zlib.decompressobj(wbits)
     try:
         out = decoder.decompress(body, max_bytes + 1)
     except zlib.error as exc:
-        raise ProxyHTTPError(400, "parse_exception", f"request body is not valid {encoding} data: {exc}") from None
+        raise ProxyHTTPError.parse_error(f"request body is not valid {encoding} data: {exc}") from None
     if len(out) > max_bytes:
         raise too_large("(after decompression)", max_bytes)
     return out
@@ -194,7 +189,7 @@ def too_deep(depth: int, limit: int, fmt: str = "json") -> ProxyHTTPError:
     else:
         reason = (f"request {fmt.upper()} may nest up to {depth} levels deep; the proxy accepts at most {limit} "
                   "(send it as JSON for an exact check)")
-    return ProxyHTTPError(400, "parsing_exception", reason, close=True)
+    return ProxyHTTPError.parsing_error(reason, close=True)
 
 
 def is_ndjson(path: str) -> bool:
@@ -402,7 +397,7 @@ def check_json_depth(value, limit: int) -> None:
     """
     depth = json_depth(value)
     if depth > limit:
-        raise ProxyHTTPError(400, "parsing_exception", f"request JSON nests {depth} levels deep; the proxy accepts at most {limit}")
+        raise ProxyHTTPError.parsing_error(f"request JSON nests {depth} levels deep; the proxy accepts at most {limit}")
 
 
 from es_rerank.proxy.xcontent_depth import body_format, depth_bound  # noqa: E402 (it uses JsonDepthScanner)

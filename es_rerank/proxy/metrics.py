@@ -168,12 +168,17 @@ class Histogram(_Metric):
 
 
 class ProxyMetrics:
-    """The proxy's metrics. `kind` of a request: reranked, fallback, degraded, shed, skipped, passthrough, rejected."""
+    """The proxy's metrics. `kind` of a request: reranked, fallback, degraded, shed, skipped, passthrough, rejected,
+    and error (an `_msearch` search failed by a bug, see `bugs`)."""
 
     def __init__(self) -> None:
         self.requests = Counter("es_rerank_requests_total", "Requests by how the proxy handled them.", ("kind",))
         self.fallbacks = Counter("es_rerank_fallbacks_total",
                                  "Reranked searches answered with the BM25 page, by reason.", ("reason",))
+        # Apart from fallbacks on purpose: a bug is an unexpected exception, logged with its traceback.
+        self.bugs = Counter("es_rerank_bugs_total",
+                            "Unexpected exceptions (proxy or scorer bugs) by stage: score, rewrite or request.",
+                            ("stage",))
         self.shed = Counter("es_rerank_shed_total",
                             "Searches over the concurrency bound, by action (reject or degrade).", ("action",))
         self.upstream_errors = Counter("es_rerank_upstream_errors_total",
@@ -190,7 +195,7 @@ class ProxyMetrics:
         self.connections_cut = Counter("es_rerank_connections_cut_total",
                                        "Client connections the proxy closed: header_timeout (request headers "
                                        "too slow) or connection_cap (too many open).", ("reason",))
-        self._all = (self.requests, self.fallbacks, self.shed, self.upstream_errors, self.stage_seconds,
+        self._all = (self.requests, self.fallbacks, self.bugs, self.shed, self.upstream_errors, self.stage_seconds,
                      self.window_size, self.batch_pairs, self.in_flight, self.ready, self.connections,
                      self.connections_cut)
 

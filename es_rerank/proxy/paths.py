@@ -46,9 +46,8 @@ def check_path(path: str) -> None:
         es_rerank.proxy.httperror.ProxyHTTPError: a literal backslash is not allowed in the path; percent-encode it as %5C
     """
     if not path.startswith("/"):
-        raise ProxyHTTPError(400, "illegal_argument_exception", "the request target must be a path starting with '/'")
+        raise ProxyHTTPError.bad_request("the request target must be a path starting with '/'")
     if "\\" in path:
-        raise ProxyHTTPError(400, "illegal_argument_exception",
-                             "a literal backslash is not allowed in the path; percent-encode it as %5C")
+        raise ProxyHTTPError.bad_request("a literal backslash is not allowed in the path; percent-encode it as %5C")
     if any(segment in (".", "..") for segment in decoded_segments(path)):
-        raise ProxyHTTPError(400, "illegal_argument_exception", "path segments '.' and '..' are not allowed")
+        raise ProxyHTTPError.bad_request("path segments '.' and '..' are not allowed")

@@ -203,8 +203,8 @@ def plan_search(request: SearchRequest, settings: ProxySettings) -> PassThrough 
     except ValueError as exc:
         # Deep bodies are never relayed, parsable or not: OpenSearch dies of a stack overflow on deep queries.
         if isinstance(exc, TooDeep) or raw_json_depth(request.body) > settings.limits.max_json_depth:
-            raise ProxyHTTPError(400, "parsing_exception", "request JSON nests too deeply; "
-                                 f"the proxy accepts at most {settings.limits.max_json_depth} levels") from None
+            raise ProxyHTTPError.parsing_error("request JSON nests too deeply; "
+                                                f"the proxy accepts at most {settings.limits.max_json_depth} levels") from None
         return PassThrough("malformed JSON: OpenSearch answers it")
     if not isinstance(body, dict):
         return PassThrough("body is not a JSON object")
@@ -473,7 +473,7 @@ def _take_knobs(body: dict, raw_text: Mapping) -> tuple[dict, dict, bytes | None
         return {}, body, None
     knobs = ext["rerank"]
     if not isinstance(knobs, dict):
-        raise ProxyHTTPError(400, "illegal_argument_exception", f"ext.rerank must be an object, got {knobs!r}")
+        raise ProxyHTTPError.bad_request(f"ext.rerank must be an object, got {knobs!r}")
     rest = {k: v for k, v in ext.items() if k != "rerank"}
     body = {k: v for k, v in body.items() if k != "ext"}
     if rest:
@@ -484,13 +484,11 @@ def _take_knobs(body: dict, raw_text: Mapping) -> tuple[dict, dict, bytes | None
 def _check_knobs(knobs: dict, max_window: int) -> None:
     """Validate `ext.rerank` with messages saying what was expected and what came."""
     def bad(name: str, expected: str) -> ProxyHTTPError:
-        return ProxyHTTPError(400, "illegal_argument_exception",
-                              f"ext.rerank.{name} must be {expected}, got {knobs[name]!r}")
+        return ProxyHTTPError.bad_request(f"ext.rerank.{name} must be {expected}, got {knobs[name]!r}")
 
     unknown = sorted(set(knobs) - set(KNOBS))
     if unknown:
-        raise ProxyHTTPError(400, "illegal_argument_exception",
-                             f"unknown ext.rerank key(s) {unknown}; expected some of {list(KNOBS)}")
+        raise ProxyHTTPError.bad_request(f"unknown ext.rerank key(s) {unknown}; expected some of {list(KNOBS)}")
     for name in ("enabled", "provenance"):
         if name in knobs and not isinstance(knobs[name], bool):
             raise bad(name, "true or false")
@@ -523,10 +521,10 @@ def fusion_weights(knobs: dict, rule: IndexRule) -> FusionWeights | None:
     try:
         weights = parse_fusion_override(knobs["fusion"], base=rule.fusion or CE_ONLY)
     except ConfigError as exc:
-        raise ProxyHTTPError(400, "illegal_argument_exception", str(exc)) from None
+        raise ProxyHTTPError.bad_request(str(exc)) from None
     if weights.needs_dense and rule.dense_model is None:
-        raise ProxyHTTPError(400, "illegal_argument_exception",
-                             f"ext.rerank.fusion gives dense weight {weights.dense:g} but index {rule.pattern!r} has "
+        raise ProxyHTTPError.bad_request(
+            f"ext.rerank.fusion gives dense weight {weights.dense:g} but index {rule.pattern!r} has "
                              "no dense model; set dense to 0, or configure dense_model for the index")
     return weights
 

@@ -151,11 +151,9 @@ class Upstream:
         where = redact(self.settings.base)
         if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
             self.metrics.upstream_errors.inc(("timeout",))
-            return ProxyHTTPError(504, "upstream_timeout_exception",
-                                  f"OpenSearch at {where} did not answer in time ({type(exc).__name__})")
+            return ProxyHTTPError.upstream_timeout(f"OpenSearch at {where} did not answer in time ({type(exc).__name__})")
         self.metrics.upstream_errors.inc(("connect",))
-        return ProxyHTTPError(502, "upstream_unavailable_exception",
-                              f"OpenSearch at {where} is unavailable: {type(exc).__name__}: {exc}")
+        return ProxyHTTPError.upstream_unavailable(f"OpenSearch at {where} is unavailable: {type(exc).__name__}: {exc}")
 
     async def reachable(self, timeout_s: float = 2.0) -> bool:
         """True when OpenSearch answers `GET /` with any HTTP status (401 still means it is up).

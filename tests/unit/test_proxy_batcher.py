@@ -81,6 +81,14 @@ def test_model_errors_reach_every_search_in_the_call():
     assert all(isinstance(r, ScoringError) and "cuda launch failure" in str(r) for r in results)
 
 
+@pytest.mark.parametrize("bug", [KeyError("token_type_ids"), TypeError("expected str, got NoneType"),
+                                 ValueError("queries and documents differ in length")])
+def test_a_scorer_bug_reaches_every_search_as_raised_not_as_a_model_failure(bug):
+    results, _ = run_jobs(RaisingScorer(bug), BatchSettings(), JOBS[:2])
+    assert all(r is bug for r in results)
+    assert not any(isinstance(r, ScoringError) for r in results)
+
+
 def test_out_of_memory_in_a_merged_call_retries_each_search_alone():
     class OomWhenLarge(FirstCallSlow):
         def score_pairs(self, queries, documents):
