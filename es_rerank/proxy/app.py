@@ -668,9 +668,8 @@ async def _window_scores(context: ProxyContext, response: dict, spec: RerankSpec
     """
     weights = spec.fusion
     if context.batcher is None and (weights is None or weights.needs_ce):  # a bi-encoder-only proxy
-        raise ProxyHTTPError(400, "illegal_argument_exception",
-                             "ext.rerank.fusion gives a cross-encoder weight, but this proxy serves no cross-encoder; "
-                             "set ce to 0")
+        raise ProxyHTTPError.bad_request("ext.rerank.fusion gives a cross-encoder weight, but this proxy serves no "
+                                         "cross-encoder; set ce to 0")
     if weights is None:
         return await context.batcher.score(spec.query_text, texts, spec.deadline_s)
     calls = {}
