@@ -328,16 +328,22 @@ def _json_response(status: int, payload: dict) -> web.Response:
     return web.Response(status=status, body=dumps(payload), headers={"Content-Type": JSON_TYPE})
 
 
-async def _search(context: ProxyContext, request: web.Request, path: str, query_string: str) -> web.StreamResponse:
-    """A `_search`: read the (small) body, plan, then rerank or relay."""
+async def _read_search_body(context: ProxyContext, request: web.Request, path: str) -> tuple[bytes, bytes]:
+    """A search request's body as sent and inflated, depth-checked once here: every search after it,
+    relayed or reranked, is capped."""
     limits = context.settings.limits
     raw = await read_body(request.content, request.content_length, limits.max_body_bytes, limits.body_timeout_s) \
         if request.body_exists else b""
     encoding = request.headers.get("Content-Encoding", "")
     body = inflate(raw, encoding, limits.max_body_bytes) if raw and encoding else raw
-    # Checked here, once, on the inflated body: every search below, relayed or reranked, is capped.
     refuse_deep_json(body, request.headers.get("Content-Type", ""), "", path, limits.max_json_depth,
                      limits.max_body_bytes)
+    return raw, body
+
+
+async def _search(context: ProxyContext, request: web.Request, path: str, query_string: str) -> web.StreamResponse:
+    """A `_search`: read the (small) body, plan, then rerank or relay."""
+    raw, body = await _read_search_body(context, request, path)
     if context.batcher is None and not context.dense_batchers:  # no model: relay, minus ext.rerank (OpenSearch rejects it)
         plan = PassThrough("no model loaded", strip_rerank_ext(body))
     else:
@@ -355,13 +361,7 @@ async def _msearch(context: ProxyContext, request: web.Request, path: str, query
     """An `_msearch`: each search that `_search` would rerank is reranked, the windows fetched in one
     upstream `_msearch` and scored together (the scoring worker batches them); each search falls back
     to BM25 on its own. `X-Rerank` lists each search's outcome, in order."""
-    limits = context.settings.limits
-    raw = await read_body(request.content, request.content_length, limits.max_body_bytes, limits.body_timeout_s) \
-        if request.body_exists else b""
-    encoding = request.headers.get("Content-Encoding", "")
-    body = inflate(raw, encoding, limits.max_body_bytes) if raw and encoding else raw
-    refuse_deep_json(body, request.headers.get("Content-Type", ""), "", path, limits.max_json_depth,
-                     limits.max_body_bytes)
+    raw, body = await _read_search_body(context, request, path)
     pairs = msearch_pairs(body) if context.batcher is not None else None
     if not pairs:
         context.metrics.requests.inc(("skipped",))
