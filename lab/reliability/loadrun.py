@@ -84,6 +84,7 @@ def run_load_suite(settings: LoadRunSettings, log: Callable[[str], None] = print
             return _with_relay(settings, node, relay, log, then)
     finally:
         node.stop()
+        node.release()
 
 
 def _with_relay(settings: LoadRunSettings, node: ThrowawayNode, relay: FaultRelay, log, then) -> dict:

@@ -2,15 +2,24 @@
 
 It is never the shared node on 9200: the load runs kill their node on purpose.
 
+Two runs on one port would wipe and kill each other's node, so a run claims its port first:
+
 Example:
     >>> ThrowawayNode(port=9200)
     Traceback (most recent call last):
     ...
     es_rerank.errors.ConfigError: the fault runs kill their OpenSearch node; port 9200 is the shared node (use another port, e.g. 9270)
+    >>> first, second = ThrowawayNode(port=9299), ThrowawayNode(port=9299)
+    >>> first.claim(); second.claim()
+    Traceback (most recent call last):
+    ...
+    es_rerank.errors.ConfigError: another fault run holds the throw-away node on port 9299 (pass another port, e.g. --port 9300, or wait for it to end)
+    >>> first.release(); second.claim(); second.release()
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -18,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 from es_rerank.errors import ConfigError, LocalNodeError
 from es_rerank.local_node import LocalNode, NodeSettings
@@ -36,10 +46,32 @@ class ThrowawayNode:
                               hint=f"use another port, e.g. {THROWAWAY_PORT}")
         self.node = LocalNode(NodeSettings(port=port, heap=heap))
         self.url = self.node.url
+        self._claim: IO[str] | None = None
+
+    def claim(self) -> None:
+        """Hold this port's node for this run (an exclusive lock, let go when the process ends)."""
+        settings = self.node.settings
+        settings.cache_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(settings.cache_dir / f"throwaway-{settings.port}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ConfigError(f"another fault run holds the throw-away node on port {settings.port}",
+                              hint=f"pass another port, e.g. --port {settings.port + 1}, or wait for it to end") from None
+        self._claim = handle
+
+    def release(self) -> None:
+        """Let another run take this port's node."""
+        if self._claim is not None:
+            self._claim.close()
+            self._claim: IO[str] | None = None
 
     def start_fresh(self) -> None:
-        """Stop whatever runs on this node's directory, wipe its data, start, wait for health.
+        """Claim the port, stop whatever runs on this node's directory, wipe its data, start, wait for health.
         """
+        if self._claim is None:
+            self.claim()
         self.node.stop(timeout_s=20)
         self.node.start(fresh=True)
 
