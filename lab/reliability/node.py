@@ -65,7 +65,7 @@ class ThrowawayNode:
         """Let another run take this port's node."""
         if self._claim is not None:
             self._claim.close()
-            self._claim: IO[str] | None = None
+            self._claim = None
 
     def start_fresh(self) -> None:
         """Claim the port, stop whatever runs on this node's directory, wipe its data, start, wait for health.
