@@ -1,12 +1,14 @@
 """`_msearch` is reranked search by search, as `_search` would be (issue 14 item 9)."""
 
 import json
+import threading
 
 import pytest
 import requests
 
 from es_rerank.config import IndexRule
-from tests.proxy_support import SlowScorer, TermOverlapScorer, running_proxy, settings_for
+from tests.proxy_support import GatedScorer, SlowScorer, TermOverlapScorer, running_proxy, settings_for
+from tests.support.waiting import wait_until
 
 INDEX = "test-i14-msearch"
 PLAIN = "test-i14-msearch-plain"
@@ -92,3 +94,33 @@ def test_each_search_falls_back_on_its_own(opensearch_url, indices):
         bm25 = requests.post(f"{opensearch_url}/{PLAIN}/_search", json=query, timeout=30).json()
         assert hits(served.json()["responses"][1]) == hits(bm25)
         assert proxy.context.metrics.fallbacks.value(("timeout",)) == 1
+
+
+def test_the_searches_of_one_msearch_share_one_model_call(opensearch_url, indices):
+    """A held `_search` keeps the model busy while the `_msearch`'s three windows queue behind it;
+    once released, the three go to the model together, in one call of 3 x 20 pairs."""
+    scorer = GatedScorer()
+    settings = settings_for(opensearch_url, IndexRule(INDEX, fields=("text",), window=20, deadline_ms=60000))
+    with running_proxy(settings, scorer) as proxy:
+        answers = {}
+
+        def send(name, url, **kwargs):
+            answers[name] = requests.post(url, timeout=120, **kwargs)
+
+        held = threading.Thread(target=send, args=("search", f"{proxy.url}/{INDEX}/_search"),
+                                kwargs={"json": {"query": {"match": {"text": "wing"}}}})
+        held.start()
+        assert scorer.entered.wait(60), "the held search never reached the model"
+        body = ndjson({}, {"query": {"match": {"text": "wing"}}}, {}, {"query": {"match": {"text": "wing lift"}}},
+                      {}, {"query": {"match": {"text": "wing drag"}}})
+        many = threading.Thread(target=send, args=("msearch", f"{proxy.url}/{INDEX}/_msearch"),
+                                kwargs={"data": body, "headers": NDJSON})
+        many.start()
+        batcher = proxy.context.batcher
+        wait_until(lambda: len(batcher._jobs) == 3, "the three windows to queue behind the held call")  # read, not patched
+        scorer.release()
+        held.join(120)
+        many.join(120)
+    assert answers["search"].headers["X-Rerank"] == "reranked"
+    assert answers["msearch"].headers["X-Rerank"] == "reranked,reranked,reranked"
+    assert scorer.calls[1:] == [20, 60]  # after the warm-up: the held search, then the three at once
