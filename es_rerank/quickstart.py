@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from es_rerank.config import IndexRule
-from es_rerank.datasets import read_qrels, read_queries, relevant
+from es_rerank.proxy.settings import IndexRule
+from es_rerank.data.beir import read_qrels, read_queries, relevant
 from es_rerank.errors import EsRerankError, ModelError
-from es_rerank.guard_rail import Verdict, guard_rules, recorded_verdict
+from es_rerank.proxy.guard_rail import Verdict, guard_rules, recorded_verdict
 from es_rerank.types import Hit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,8 +76,8 @@ class Candidate:
 
     def rule(self, index: str, window: int) -> IndexRule:
         """The serving rule of this candidate (before the guard rail)."""
-        from es_rerank.fusion import load_weights
-        from es_rerank.guard_rail import SAFE_FUSION
+        from es_rerank.scoring.fusion import load_weights
+        from es_rerank.proxy.guard_rail import SAFE_FUSION
 
         fusion = load_weights(self.fusion_file) if self.fusion_file else (None if self.ce_export else SAFE_FUSION)
         return IndexRule(index, window=window, fusion=fusion, dense_model=str(self.dense_export))
@@ -87,9 +87,9 @@ def run_quickstart(settings: QuickstartSettings, echo: Callable[[str], None],
                    progress: Callable | None = None) -> Verdict | None:
     """Run every step; return the A/B verdict of what is served (None: BM25). Raises `EsRerankError`
     with a hint when a step fails."""
-    from es_rerank.indexing import index_corpus
-    from es_rerank.local_node import LocalNode, NodeSettings
-    from es_rerank.opensearch_client import check_reachable, make_client, resolve_url, uses_local_node
+    from es_rerank.data.indexing import index_corpus
+    from es_rerank.engine.local_node import LocalNode, NodeSettings
+    from es_rerank.engine.client import check_reachable, make_client, resolve_url, uses_local_node
 
     url = resolve_url(settings.opensearch_url)
     if uses_local_node(url):
@@ -173,12 +173,12 @@ def choose_candidate(settings: QuickstartSettings, url: str, dense: Path, echo: 
 
 def ab_estimate(candidate: Candidate, pairs: int, corpus_docs: int) -> str:
     """How long the A/B's model calls will take here, from a timing of each model on 16 documents."""
-    from es_rerank.dense import DenseScorer
-    from es_rerank.window_sizing import time_model
+    from es_rerank.scoring.bi_encoder import DenseScorer
+    from es_rerank.proxy.window_sizing import time_model
 
     seconds, parts = 0.0, []
     if candidate.ce_export is not None:
-        from es_rerank.scorer import OnnxScorer
+        from es_rerank.scoring.cross_encoder import OnnxScorer
 
         ce = time_model(OnnxScorer.load(candidate.ce_export), "cross-encoder")
         seconds += pairs * ce.ms_per_pair / 1000
@@ -285,13 +285,13 @@ def train_gpu_recipe(settings: QuickstartSettings, url: str, echo: Callable[[str
 def show_through_proxy(client, url: str, rule: IndexRule, served: Candidate | None, settings: QuickstartSettings,
                        shown: list[str], queries: dict[str, str], qrels: dict, echo: Callable[[str], None]) -> None:
     """Serve the guarded rule with the real proxy and search it with an unchanged opensearch-py client."""
-    from es_rerank.retrieval import bm25_body, hits_from_response
+    from es_rerank.engine.bm25_query import bm25_body, hits_from_response
 
     if served is None:
         echo("the proxy would pass every search through: BM25 is what is served")
         return
-    from es_rerank.ab.inprocess import serve_model
-    from es_rerank.opensearch_client import make_client
+    from es_rerank.proxy.inprocess import serve_model
+    from es_rerank.engine.client import make_client
 
     dense = served.dense_export if rule.fusion is not None else None
     with serve_model(served.ce_export if rule.fusion is None or rule.fusion.needs_ce else None, url,

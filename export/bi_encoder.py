@@ -1,5 +1,5 @@
 """Export a sentence-transformers (or plain Hugging Face) encoder to an ONNX bi-encoder that
-`es_rerank.dense.DenseScorer` runs without torch.
+`es_rerank.scoring.bi_encoder.DenseScorer` runs without torch.
 
 The graph takes the tokenizer's inputs and returns one output, `sentence_embedding`: the
 pooled (mean over real tokens via the attention mask, or CLS) and L2-normalised embedding, so
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
-from es_rerank.dense import FORMAT_VERSION, KIND, META_FILE
+from es_rerank.scoring.bi_encoder import FORMAT_VERSION, KIND, META_FILE
 from es_rerank.errors import ModelError
 
 OPSET = 17
@@ -219,7 +219,7 @@ def check_parity(module, tokenizer, settings: EncoderSettings, outdir: Path, opt
     import numpy as np
     import torch
 
-    from es_rerank.dense import DenseScorer
+    from es_rerank.scoring.bi_encoder import DenseScorer
 
     texts = [t.strip().lower() if settings.lowercase else t.strip() for t in PARITY_TEXTS]
     batch = tokenizer(texts, padding=True, truncation=True, max_length=settings.max_length, return_tensors="pt")

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from es_rerank.export_meta import ONNX_DTYPE_KEY
+from es_rerank.scoring.export_meta import ONNX_DTYPE_KEY
 
 OPSET = 17
 # Fused operators worth recording; the counts of the int8 graph use their quantized names.

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from es_rerank.candidates import QueryCandidates, fetch_bm25, read_candidates, sample_from_qrels
+from es_rerank.data.candidates import QueryCandidates, fetch_bm25, read_candidates, sample_from_qrels
 from es_rerank.errors import ConfigError
 from es_rerank.export.builtin_pairs import BUILTIN_QUERIES
 
@@ -74,8 +74,8 @@ def load_parity_pairs(source: ParitySource) -> tuple[list[QueryCandidates], str]
 
 
 def _bm25(source: ParitySource) -> list[QueryCandidates]:
-    from es_rerank.datasets import read_qrels, read_queries
-    from es_rerank.opensearch_client import check_reachable, make_client, resolve_url
+    from es_rerank.data.beir import read_qrels, read_queries
+    from es_rerank.engine.client import check_reachable, make_client, resolve_url
 
     queries = read_queries(source.data)
     judged = [q for q in read_qrels(source.data, source.split) if q in queries][:source.queries]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from es_rerank.errors import ConfigError, ModelError
-from es_rerank.export_meta import (KNOWN_INPUTS, MAX_LENGTH_LIMIT, VARIANT_DTYPES, VARIANT_FILES, ExportMeta,
+from es_rerank.scoring.export_meta import (KNOWN_INPUTS, MAX_LENGTH_LIMIT, VARIANT_DTYPES, VARIANT_FILES, ExportMeta,
                                    ModelVariant, write_meta)
 from es_rerank.export.parity import PARITY_THRESHOLDS, ParityThreshold, judge, parity_figures
 from es_rerank.export.parity_pairs import ParitySource, load_parity_pairs
@@ -161,7 +161,7 @@ def _check_parity(work: Path, meta: ExportMeta, model, pairs, source: str, devic
                   thresholds: Mapping[str, ParityThreshold], log) -> ExportMeta:
     """Score every parity pair with PyTorch fp32 and with each variant; record judged figures."""
     from es_rerank.export.torch_scorer import TorchScorer
-    from es_rerank.scorer import OnnxScorer
+    from es_rerank.scoring.cross_encoder import OnnxScorer
 
     started = time.perf_counter()
     scorers = {name: OnnxScorer.load(work, device="cpu" if name == "int8" else device, batch_size=batch_size,

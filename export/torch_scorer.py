@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from es_rerank.pair_encoding import EncodedBatch, PairEncoder
+from es_rerank.scoring.pair_encoding import EncodedBatch, PairEncoder
 
 DTYPES = ("fp32", "fp16", "bf16")
 

@@ -45,7 +45,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def opensearch_url() -> Iterator[str]:
     """URL of a running real OpenSearch node."""
-    from es_rerank.local_node import LocalNode, NodeSettings
+    from es_rerank.engine.local_node import LocalNode, NodeSettings
 
     if os.environ.get("OPENSEARCH_URL"):
         yield os.environ["OPENSEARCH_URL"].rstrip("/")
@@ -60,7 +60,7 @@ def opensearch_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def os_client(opensearch_url):
-    from es_rerank.opensearch_client import make_client
+    from es_rerank.engine.client import make_client
 
     return make_client(opensearch_url)
 
@@ -68,7 +68,7 @@ def os_client(opensearch_url):
 @pytest.fixture(scope="session")
 def scifact_index(os_client, data_dir) -> str:
     """The SciFact corpus indexed once per session (idempotent across sessions)."""
-    from es_rerank.indexing import index_corpus
+    from es_rerank.data.indexing import index_corpus
 
     name = "test-scifact"
     index_corpus(os_client, data_dir / "scifact", name)
@@ -78,7 +78,7 @@ def scifact_index(os_client, data_dir) -> str:
 
 @pytest.fixture(scope="session")
 def cranfield_index(os_client, data_dir) -> str:
-    from es_rerank.indexing import index_corpus
+    from es_rerank.data.indexing import index_corpus
 
     name = "test-cranfield"
     index_corpus(os_client, data_dir / "cranfield", name)

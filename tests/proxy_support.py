@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from es_rerank.config import IndexRule, ProxySettings, ServerSettings, UpstreamSettings
+from es_rerank.proxy.settings import IndexRule, ProxySettings, ServerSettings, UpstreamSettings
 from es_rerank.errors import ScoringError, ScoringOutOfMemory
 from es_rerank.proxy.server import ProxyThread
 

@@ -130,7 +130,7 @@ class AdaptTask:
         return total / len(self.probe)
 
     def _evaluate_dev(self, trainer: Loop) -> dict:
-        from es_rerank.datasets import read_qrels
+        from es_rerank.data.beir import read_qrels
         from es_rerank.training.evaluate import evaluate_student
 
         config, inputs, parts, device = self.config, self.inputs, trainer.parts, trainer.runtime.device

@@ -6,7 +6,7 @@ fields of `AdaptConfig` below: `config.FineTuningConfig`'s, which every fine-tun
 the teacher's). Command-line options override the recipe, the recipe the defaults.
 
 The teacher is a fusion of the raw inputs stored in the prepared file, normalised over each
-group as the serving fusion normalises over a candidate window (`es_rerank.fusion`):
+group as the serving fusion normalises over a candidate window (`es_rerank.scoring.fusion`):
 `teacher = w_bm25 * norm(bm25) + w_dense * norm(dense) + w_ce * norm(ce)`.
 
 Example:
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from es_rerank.errors import ConfigError
-from es_rerank.fusion import NORMS, FusionWeights
+from es_rerank.scoring.fusion import NORMS, FusionWeights
 from es_rerank.training.config import FineTuningConfig, build_settings, read_yaml
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class AdaptConfig(FineTuningConfig):
                     "0 when include_positive is false (the LCE target is the masked positive)")
         self._booleans("include_positive", "freeze_embeddings")
         if self.train_sources is not None:
-            from es_rerank.pseudo_queries import SOURCES
+            from es_rerank.data.pseudo_queries import SOURCES
 
             sources = tuple(self.train_sources) if not isinstance(self.train_sources, str) else (self.train_sources,)
             self._check(bool(sources) and all(s in SOURCES for s in sources), "train_sources",

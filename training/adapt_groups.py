@@ -35,7 +35,7 @@ from typing import Mapping
 import numpy as np
 
 from es_rerank.errors import DatasetError
-from es_rerank.textfiles import open_text
+from es_rerank.data.textfiles import open_text
 
 FORMAT = "es-rerank-adapt-groups"
 VERSION = 1

@@ -1,7 +1,7 @@
 """`es-rerank adapt --prepare-only`: pseudo-queries from an index, their BM25 hits, and teacher scores. Torch-free.
 
-Runs where OpenSearch runs. For every pseudo-query (`es_rerank.pseudo_queries`) it sends the
-served BM25 query (`es_rerank.retrieval.bm25_body`, batched through `_msearch`), drops the
+Runs where OpenSearch runs. For every pseudo-query (`es_rerank.data.pseudo_queries`) it sends the
+served BM25 query (`es_rerank.engine.bm25_query.bm25_body`, batched through `_msearch`), drops the
 query's own document and exact copies of it from the hits (a document is never its own
 negative), keeps the top `depth`, and scores the masked positive and every hit with the teacher
 models through the `Scorer` protocol: the dense bi-encoder (ONNX, no torch) and optionally the
@@ -20,12 +20,12 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from es_rerank.datasets import iter_corpus_docs
+from es_rerank.data.beir import iter_corpus_docs
 from es_rerank.errors import ConfigError, DatasetError, OpenSearchUnavailable, ScoringError
-from es_rerank.pseudo_queries import (PseudoQuery, PseudoQuerySettings, SourceDocument, hashed_subset,
+from es_rerank.data.pseudo_queries import (PseudoQuery, PseudoQuerySettings, SourceDocument, hashed_subset,
                                       make_pseudo_queries, scan_index_documents)
-from es_rerank.retrieval import DEFAULT_FIELDS, bm25_body, hits_from_response
-from es_rerank.scorer import Scorer
+from es_rerank.engine.bm25_query import DEFAULT_FIELDS, bm25_body, hits_from_response
+from es_rerank.scoring.cross_encoder import Scorer
 from es_rerank.training.adapt_groups import AdaptGroups, LabelledGroup, PseudoGroup
 
 Progress = Callable[[Iterable, int, str], Iterable]
@@ -189,8 +189,8 @@ def _score_groups(groups: list[PseudoGroup], texts: dict[str, str], name: str, s
 def _labelled_groups(client, index: str, path: Path, queries_path: Path | None, settings: PrepareSettings,
                      texts: dict[str, str]) -> list[LabelledGroup]:
     """Judged groups of `es-rerank mine`, cut to `depth` negatives, with their texts from the index."""
-    from es_rerank.datasets import read_queries
-    from es_rerank.mining import read_groups
+    from es_rerank.data.beir import read_queries
+    from es_rerank.data.mining import read_groups
 
     if queries_path is None:
         raise ConfigError("--labelled-groups needs --labelled-queries (the queries file the groups were mined for)")

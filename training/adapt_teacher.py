@@ -1,7 +1,7 @@
 """The teacher's score for every entry of a prepared pseudo group. Torch-free.
 
 The teacher fuses the raw inputs of the prepared file exactly as serving fuses a candidate
-window (`es_rerank.fusion.normalise`, then a weighted sum), over the whole stored group: BM25
+window (`es_rerank.scoring.fusion.normalise`, then a weighted sum), over the whole stored group: BM25
 plus the dense bi-encoder beat either alone on every collection measured, so their fusion is
 the better label than the bi-encoder the naive probe of issue 8 distilled from.
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from es_rerank.errors import DatasetError
-from es_rerank.fusion import FusionWeights, normalise
+from es_rerank.scoring.fusion import FusionWeights, normalise
 from es_rerank.training.adapt_groups import PseudoGroup
 
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from es_rerank.datasets import Qrels, iter_corpus_docs
+from es_rerank.data.beir import Qrels, iter_corpus_docs
 from es_rerank.errors import DatasetError
-from es_rerank.mining import Group
-from es_rerank.retrieval import DEFAULT_FIELDS
+from es_rerank.data.mining import Group
+from es_rerank.engine.bm25_query import DEFAULT_FIELDS
 from es_rerank.types import Hit
 
 

@@ -3,7 +3,7 @@
 Two measures, one per kind of evaluation data:
 
 - `evaluate_scorer` (`es-rerank train`'s dev split): rerank a BM25 run through the serving
-  path's rerank function, `es_rerank.rerank.rerank_hits`, fed from files: a run written by
+  path's rerank function, `es_rerank.scoring.rerank.rerank_hits`, fed from files: a run written by
   `es-rerank bm25-run` supplies the candidates and the corpus their `_source`, so dev
   evaluation during training and the final test measure what the proxy would serve.
 - `evaluate_student` (`es-rerank adapt`): score a scored candidates file (`es-rerank
@@ -16,7 +16,7 @@ Two measures, one per kind of evaluation data:
   and dense) and `bm25_dense_fused`, the reference without the adapted model
   (recipes/fusion/bm25_dense_minilm.yaml).
 
-nDCG@10 here comes from `es_rerank.ir_metrics` (trec_eval's definition), over the rankings of
+nDCG@10 here comes from `es_rerank.evaluation.ir_metrics` (trec_eval's definition), over the rankings of
 `fusion_fit.ranking_run` (ties keep BM25 order, as the proxy breaks them).
 
 Example:
@@ -35,15 +35,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from es_rerank.datasets import Qrels
-from es_rerank.fusion import FusionWeights
-from es_rerank.fusion_fit import (CandidateSet, judged_qrels, mean_ndcg10, ranking_run, read_candidates,
+from es_rerank.data.beir import Qrels
+from es_rerank.scoring.fusion import FusionWeights
+from es_rerank.evaluation.fusion_fit import (CandidateSet, judged_qrels, mean_ndcg10, ranking_run, read_candidates,
                                   score_candidates, write_candidates)
-from es_rerank.rerank import rerank_hits
-from es_rerank.retrieval import DEFAULT_FIELDS
-from es_rerank.scorer import Scorer
+from es_rerank.scoring.rerank import rerank_hits
+from es_rerank.engine.bm25_query import DEFAULT_FIELDS
+from es_rerank.scoring.cross_encoder import Scorer
 from es_rerank.types import Hit
-from es_rerank.ir_metrics import summary
+from es_rerank.evaluation.ir_metrics import summary
 
 FUSED_SYSTEMS = {
     "adapted_fused": FusionWeights(ce=0.5, bm25=0.5, dense=0.0, norm="zscore"),
@@ -86,7 +86,7 @@ def system_figures(cands: CandidateSet, qrels: Qrels,
 
     Example:
         >>> import numpy as np
-        >>> from es_rerank.fusion_fit import QueryCandidates
+        >>> from es_rerank.evaluation.fusion_fit import QueryCandidates
         >>> c = CandidateSet({}, {}, [QueryCandidates("1", "q", ["a", "b"], {"bm25": np.array([2.0, 1.0])})])
         >>> system_figures(c, {"1": {"b": 1}}, {})
         {'bm25': 0.6309297535714575}

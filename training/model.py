@@ -95,7 +95,7 @@ def make_scorer(model: torch.nn.Module, tokenizer, max_length: int, query_max_le
     from tokenizers import Tokenizer
 
     from es_rerank.export.torch_scorer import TorchScorer
-    from es_rerank.pair_encoding import PairEncoder
+    from es_rerank.scoring.pair_encoding import PairEncoder
 
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     encoder = PairEncoder(backend, max_length, query_max_length, int(tokenizer.pad_token_id or 0))

@@ -17,7 +17,7 @@ the rest from its hits, in stored order. A unit with fewer entries gives a short
 group, which the losses handle.
 
 Example:
-    >>> from es_rerank.mining import Group
+    >>> from es_rerank.data.mining import Group
     >>> sampler = GroupSampler([Group("1", ("p",), ("n1", "n2", "n3"))], group_size=3, queries_per_step=2, seed=0)
     >>> [g.doc_ids[0] for g in sampler.step(0)]
     ['p', 'p']
@@ -33,7 +33,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from es_rerank.mining import Group
+from es_rerank.data.mining import Group
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,15 @@ from typing import Any
 
 import torch
 
-from es_rerank.datasets import read_qrels, read_queries
+from es_rerank.data.beir import read_qrels, read_queries
 from es_rerank.errors import ConfigError, DatasetError
-from es_rerank.mining import read_groups, read_run
+from es_rerank.data.mining import read_groups, read_run
 from es_rerank.training.config import TrainConfig, write_recipe
 from es_rerank.training.data import (check_run_documents, document_text, prepare_groups, read_corpus_sources,
                                      restrict_qrels, split_dev)
 from es_rerank.training.evaluate import bm25_rankings, evaluate_scorer
 from es_rerank.training.loop import Loop, Prepared, fit
-from es_rerank.ir_metrics import summary
+from es_rerank.evaluation.ir_metrics import summary
 from es_rerank.training.model import make_scorer, save_checkpoint, scoring_mode
 from es_rerank.training.sampling import GroupSampler
 from es_rerank.training.tokens import TokenStore

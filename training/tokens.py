@@ -3,7 +3,7 @@
 A training step needs thousands of pairs; tokenizing each again would keep the GPU waiting.
 The ids are stored once per text in flat int32 arrays (cheap to share with forked DataLoader
 workers), and a pair is assembled with the special-token template of the tokenizer's own
-post-processor. The result is the pair `es_rerank.pair_encoding.PairEncoder` builds at serving
+post-processor. The result is the pair `es_rerank.scoring.pair_encoding.PairEncoder` builds at serving
 time (query cut to `query_max_length` tokens, then only the document cut so the pair fits
 `max_length`); a unit test checks that on real SciFact pairs.
 """

@@ -60,15 +60,15 @@ def ab(ctx: click.Context, queries: Path | None, qrels: Path | None, split: str,
         return
     from contextlib import ExitStack
 
-    from es_rerank.ab.compare import compare_sides, write_outputs
-    from es_rerank.ab.inprocess import serve_model
-    from es_rerank.ab.offline import OfflineSettings, Side, select_judged
-    from es_rerank.ab.protocol import BM25
-    from es_rerank.ab.report import render_table
-    from es_rerank.ab.variants import RerankKnobs, Variant, load_variants
-    from es_rerank.datasets import read_qrels, read_queries
+    from es_rerank.evaluation.compare import compare_sides, write_outputs
+    from es_rerank.proxy.inprocess import serve_model
+    from es_rerank.evaluation.offline import OfflineSettings, Side, select_judged
+    from es_rerank.evaluation.protocol import BM25
+    from es_rerank.evaluation.report import render_table
+    from es_rerank.evaluation.variants import RerankKnobs, Variant, load_variants
+    from es_rerank.data.beir import read_qrels, read_queries
     from es_rerank.errors import ConfigError
-    from es_rerank.opensearch_client import check_reachable, make_client, resolve_url
+    from es_rerank.engine.client import check_reachable, make_client, resolve_url
 
     missing = [flag for flag, value in (("--queries", queries), ("--qrels", qrels), ("--index", index))
                if not value]
@@ -107,7 +107,7 @@ def ab(ctx: click.Context, queries: Path | None, qrels: Path | None, split: str,
             progress=lambda items, total, side: progress_bar(items, total, desc=f"searching {side}", unit="query"))
     paths = write_outputs(comparison, out)
     if record_verdict:
-        from es_rerank.guard_rail import Verdict, record_verdict as record
+        from es_rerank.proxy.guard_rail import Verdict, record_verdict as record
 
         verdict = Verdict.from_report(comparison.report, split)
         where = record(model or dense_model, verdict)
@@ -128,7 +128,7 @@ def ab(ctx: click.Context, queries: Path | None, qrels: Path | None, split: str,
 @option("--seed", type=int, default=0, help="Seed of the bootstrap intervals.")
 def report_command(logs: tuple[Path, ...], events: tuple[Path, ...], as_json: bool, seed: int) -> None:
     """Summarise the proxy's decision LOG(s): CTR and MRR of clicks per variant, interleaving wins."""
-    from es_rerank.ab.online_report import read_logs, render_online_table, summarise
+    from es_rerank.proxy.online_ab.report import read_logs, render_online_table, summarise
 
     contents = read_logs([*logs, *events])
     for problem in contents.bad_lines[:10]:
@@ -147,8 +147,8 @@ def in_process_fusion(model: Path | None, dense_model: Path | None, fusion_file:
         {'ce': 0.0, 'bm25': 0.5, 'dense': 0.5, 'norm': 'minmax'}
     """
     from es_rerank.errors import ConfigError
-    from es_rerank.fusion import load_weights
-    from es_rerank.guard_rail import SAFE_FUSION
+    from es_rerank.scoring.fusion import load_weights
+    from es_rerank.proxy.guard_rail import SAFE_FUSION
 
     if dense_model is None:
         if fusion_file is not None:

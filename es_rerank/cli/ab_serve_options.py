@@ -48,7 +48,7 @@ def online_ab_options(command):
 def online_ab_config(ab_split: float | None, ab_mode: str, ab_key_header: str | None, ab_experiment: str,
                      ab_log: Path | None, ab_events_log: Path | None, ab_log_query_text: bool, ab_secret: str):
     """The `OnlineAbConfig` for these option values, or None when `--ab-split` is not given."""
-    from es_rerank.ab.assignment import OnlineAbConfig
+    from es_rerank.proxy.online_ab.assignment import OnlineAbConfig
     from es_rerank.errors import ConfigError
 
     if ab_split is None:

@@ -167,7 +167,7 @@ def _prepare(index: str, settings, out: Path, dense_dir: Path | None, teacher_ce
     import json
 
     from es_rerank.cli.fusion_cmd import shown
-    from es_rerank.opensearch_client import check_reachable, make_client, resolve_url
+    from es_rerank.engine.client import check_reachable, make_client, resolve_url
     from es_rerank.training.adapt_groups import write_adapt_groups
     from es_rerank.training.adapt_prepare import prepare_adapt_groups
 
@@ -180,13 +180,13 @@ def _prepare(index: str, settings, out: Path, dense_dir: Path | None, teacher_ce
         click.echo("warning: no --dense or --ce export given; the groups carry BM25 scores only, so the teacher "
                    "can only be BM25 (train with --teacher-dense 0)", err=True)
     if dense_dir is not None:
-        from es_rerank.dense import DenseScorer
+        from es_rerank.scoring.bi_encoder import DenseScorer
 
         dense = DenseScorer.load(dense_dir, device=device, threads=threads, cache_size=200_000)
         source = json.loads((dense_dir / "meta.json").read_text(encoding="utf-8")).get("source") or dense_dir.name
         labels["dense"] = shown(source)
     if teacher_ce_dir is not None:
-        from es_rerank.scorer import OnnxScorer
+        from es_rerank.scoring.cross_encoder import OnnxScorer
 
         ce = OnnxScorer.load(teacher_ce_dir, device=device, threads=threads or None)
         labels["ce"] = teacher_ce_dir.name
@@ -266,8 +266,8 @@ def bench_adapt_command(candidates: Path, model_dir: Path, qrels_path: Path, max
     from datetime import date
 
     from es_rerank.cli.fusion_cmd import shown
-    from es_rerank.datasets import read_qrels
-    from es_rerank.fusion_fit import judged_qrels, read_candidates, score_candidates, write_candidates
+    from es_rerank.data.beir import read_qrels
+    from es_rerank.evaluation.fusion_fit import judged_qrels, read_candidates, score_candidates, write_candidates
     from es_rerank.training.evaluate import FUSED_SYSTEMS, system_figures
 
     cands = read_candidates(candidates)
@@ -304,7 +304,7 @@ def bench_adapt_command(candidates: Path, model_dir: Path, qrels_path: Path, max
 def _adapted_scorer(model_dir: Path, max_length: int | None, batch_size: int, threads: int):
     """An ONNX scorer for an export folder (meta.json), else a PyTorch scorer fed by the serving PairEncoder."""
     if (model_dir / "meta.json").is_file():
-        from es_rerank.scorer import OnnxScorer
+        from es_rerank.scoring.cross_encoder import OnnxScorer
 
         return OnnxScorer.load(model_dir, device="cpu", batch_size=batch_size, threads=threads or None)
     import torch

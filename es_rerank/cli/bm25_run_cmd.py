@@ -29,9 +29,9 @@ from es_rerank.cli.options import opensearch_url, option, progress_bar
 def bm25_run_command(index: str, queries_path: Path, qrels_path: Path, split: str, depth: int, out: Path,
                      fields: str, opensearch_url: str | None) -> None:
     """Search every judged query of a split with the served BM25 query and save the ranked hits."""
-    from es_rerank.datasets import read_qrels, read_queries
-    from es_rerank.mining import bm25_run, write_run
-    from es_rerank.opensearch_client import check_reachable, make_client, resolve_url
+    from es_rerank.data.beir import read_qrels, read_queries
+    from es_rerank.data.mining import bm25_run, write_run
+    from es_rerank.engine.client import check_reachable, make_client, resolve_url
 
     url = resolve_url(opensearch_url)
     client = make_client(url)

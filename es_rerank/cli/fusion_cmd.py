@@ -95,10 +95,10 @@ def fusion_candidates_command(dataset_dir: Path, index: str, split: str, dev_fra
     To fit a cross-encoder weight, take the queries its training held out (--query-ids with the
     training log) so the weight is not fitted on queries the model has learnt.
     """
-    from es_rerank.datasets import read_qrels, read_queries
+    from es_rerank.data.beir import read_qrels, read_queries
     from es_rerank.errors import DatasetError
-    from es_rerank.fusion_fit import collect_candidates, dev_query_ids, write_candidates
-    from es_rerank.opensearch_client import check_reachable, make_client, resolve_url
+    from es_rerank.evaluation.fusion_fit import collect_candidates, dev_query_ids, write_candidates
+    from es_rerank.engine.client import check_reachable, make_client, resolve_url
 
     field_names = tuple(f.strip() for f in fields.split(",") if f.strip())
     if not field_names:
@@ -175,9 +175,9 @@ def score_candidates_command(candidates: Path, dense_dir: Path | None, ce_dir: P
                              batch_size: int, threads: int, chunk_queries: int, dense_label: str | None,
                              ce_label: str | None) -> None:
     """Add dense and/or cross-encoder scores to a candidates file. Needs no OpenSearch."""
-    from es_rerank.dense import DenseScorer
+    from es_rerank.scoring.bi_encoder import DenseScorer
     from es_rerank.errors import ConfigError
-    from es_rerank.fusion_fit import read_candidates, score_candidates, write_candidates
+    from es_rerank.evaluation.fusion_fit import read_candidates, score_candidates, write_candidates
 
     if dense_dir is None and ce_dir is None:
         raise ConfigError("nothing to score with", hint="pass --dense EXPORT_DIR and/or --ce EXPORT_DIR")
@@ -189,7 +189,7 @@ def score_candidates_command(candidates: Path, dense_dir: Path | None, ce_dir: P
         label = dense_label or shown(json.loads((dense_dir / "meta.json").read_text(encoding="utf-8"))["source"])
         scorers.append(("dense", scorer, label))
     if ce_dir is not None:
-        from es_rerank.scorer import OnnxScorer
+        from es_rerank.scoring.cross_encoder import OnnxScorer
 
         scorers.append(("ce", OnnxScorer.load(ce_dir, device=device, batch_size=batch_size, threads=threads or None),
                         ce_label or ce_dir.name))
@@ -229,10 +229,10 @@ def fit_fusion_command(scored: Path, qrels_path: Path, inputs: str | None, norms
     """
     import yaml
 
-    from es_rerank.datasets import read_qrels
+    from es_rerank.data.beir import read_qrels
     from es_rerank.errors import ConfigError
-    from es_rerank.fusion import INPUTS, NORMS
-    from es_rerank.fusion_fit import curve_json, curve_table, fit_weights, read_candidates, recipe_dict
+    from es_rerank.scoring.fusion import INPUTS, NORMS
+    from es_rerank.evaluation.fusion_fit import curve_json, curve_table, fit_weights, read_candidates, recipe_dict
 
     cands = read_candidates(scored)
     split = cands.meta.get("split")
@@ -285,9 +285,9 @@ def bench_fusion_command(scored: Path, qrels_path: Path, weights_path: Path | No
     import os
     import platform
 
-    from es_rerank.datasets import read_qrels
-    from es_rerank.fusion import load_weights
-    from es_rerank.fusion_fit import evaluate_systems, read_candidates
+    from es_rerank.data.beir import read_qrels
+    from es_rerank.scoring.fusion import load_weights
+    from es_rerank.evaluation.fusion_fit import evaluate_systems, read_candidates
 
     cands = read_candidates(scored)
     split = cands.meta.get("split") or "test"

@@ -17,8 +17,8 @@ from es_rerank.cli.options import opensearch_url, option, progress_bar
 @opensearch_url
 def index_command(dataset_dir: Path, index: str, recreate: bool, skip_bad: bool, opensearch_url: str | None) -> None:
     """Bulk-load DATASET_DIR/corpus.jsonl[.gz] (BEIR layout) into an index with a BM25 mapping."""
-    from es_rerank.indexing import index_corpus
-    from es_rerank.opensearch_client import check_reachable, make_client, resolve_url
+    from es_rerank.data.indexing import index_corpus
+    from es_rerank.engine.client import check_reachable, make_client, resolve_url
 
     url = resolve_url(opensearch_url)
     client = make_client(url)

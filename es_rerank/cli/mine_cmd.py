@@ -42,9 +42,9 @@ def mine_command(index: str, queries_path: Path, qrels_path: Path, split: str, d
     Runs the same BM25 query builder as the proxy, so training negatives come from the retriever
     the model will rerank. Interrupt it at any time; run it again to continue.
     """
-    from es_rerank.datasets import read_qrels, read_queries
-    from es_rerank.mining import mine_groups
-    from es_rerank.opensearch_client import check_reachable, make_client, resolve_url
+    from es_rerank.data.beir import read_qrels, read_queries
+    from es_rerank.data.mining import mine_groups
+    from es_rerank.engine.client import check_reachable, make_client, resolve_url
 
     url = resolve_url(opensearch_url)
     client = make_client(url)

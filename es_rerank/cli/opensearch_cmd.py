@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from es_rerank.cli.options import option
-from es_rerank.local_node import LocalNode, NodeSettings
-from es_rerank.local_node.node import DEFAULT_HEAP, DEFAULT_PORT, default_cache_dir
+from es_rerank.engine.local_node import LocalNode, NodeSettings
+from es_rerank.engine.local_node.node import DEFAULT_HEAP, DEFAULT_PORT, default_cache_dir
 
 
 def node_options(func):

@@ -17,7 +17,7 @@ import click
 
 from es_rerank.cli.ab_serve_options import online_ab_options
 from es_rerank.cli.options import opensearch_url, option
-from es_rerank.config import (BatchSettings, IndexRule, LimitSettings, LoadSettings, ProxySettings, ServerSettings,
+from es_rerank.proxy.settings import (BatchSettings, IndexRule, LimitSettings, LoadSettings, ProxySettings, ServerSettings,
                               UpstreamSettings)
 
 _rule = IndexRule("*")
@@ -117,10 +117,10 @@ def serve(ctx: click.Context, opensearch_url: str | None, opensearch_ca_file: Pa
     Windows left at the default are lowered to what a start-up timing says fits the deadline.
     """
     from es_rerank.cli.ab_serve_options import online_ab_config
-    from es_rerank.config import parse_fields, read_config_file, rules_from_mapping
+    from es_rerank.proxy.settings import parse_fields, read_config_file, rules_from_mapping
     from es_rerank.errors import ConfigError
-    from es_rerank.fusion import load_weights
-    from es_rerank.opensearch_client import resolve_url
+    from es_rerank.scoring.fusion import load_weights
+    from es_rerank.engine.client import resolve_url
     from es_rerank.proxy.server import LISTENING, run_until_signal
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -148,8 +148,8 @@ def serve(ctx: click.Context, opensearch_url: str | None, opensearch_ca_file: Pa
         batch=BatchSettings(batch_max_pairs, cross_request_batching, encode_threads),
         server=ServerSettings(host, port, drain_delay_s, drain_timeout_s, header_timeout_s, max_connections),
         online_ab=online_ab)
-    from es_rerank.guard_rail import guard_rules
-    from es_rerank.window_sizing import sized_rules
+    from es_rerank.proxy.guard_rail import guard_rules
+    from es_rerank.proxy.window_sizing import sized_rules
 
     rules, decisions = guard_rules(rules, model, allow_harm)
     for line in decisions:
@@ -184,7 +184,7 @@ def load_scorer(model_dir: Path, device: str = "auto", batch_size: int = 64):
         raise ModelError(f"model directory {model_dir} does not exist",
                          hint="pass the directory `es-rerank export` wrote (it holds meta.json and model.onnx)")
     try:
-        from es_rerank.scorer import OnnxScorer
+        from es_rerank.scoring.cross_encoder import OnnxScorer
     except ImportError as exc:
         raise ModelError(f"the ONNX scorer is unavailable: {exc}",
                          hint="pip install 'es-rerank[serve]' or '[gpu]'") from exc
@@ -204,7 +204,7 @@ def load_dense_scorer(export_dir: Path, device: str = "auto", threads: int = 0):
     try:
         import onnxruntime
 
-        from es_rerank.dense import DenseScorer
+        from es_rerank.scoring.bi_encoder import DenseScorer
     except ImportError as exc:
         raise ModelError(f"the dense scorer is unavailable: {exc}",
                          hint="pip install 'es-rerank[serve]' or '[gpu]'") from exc

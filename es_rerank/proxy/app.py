@@ -2,9 +2,9 @@
 
 `create_app(settings, scorer, dense_scorers)` builds it; `es_rerank.proxy.server` runs it. With
 `scorer=None` the proxy relays everything (reranking off), which is how the pass-through benchmark
-runs it. An index whose rule has fusion weights gets the fused order (`es_rerank.fusion`) of the
+runs it. An index whose rule has fusion weights gets the fused order (`es_rerank.scoring.fusion`) of the
 cross-encoder, BM25 and its dense model's scores; each model has its own scoring worker.
-With `settings.online_ab` the searches it reranks become an online A/B test (`es_rerank.ab.online`):
+With `settings.online_ab` the searches it reranks become an online A/B test (`es_rerank.proxy.online_ab.arms`):
 each gets an arm (bm25, rerank or interleave), a line in the decision log and the
 X-Rerank-Variant / X-Rerank-Query-Id headers; `POST /_rerank/events` takes the clicks.
 
@@ -28,11 +28,11 @@ from aiohttp import web
 from aiohttp.web_response import ContentCoding
 from multidict import CIMultiDict
 
-from es_rerank.ab.online import OnlineAb, new_query_id, response_headers
-from es_rerank.ab.protocol import BM25, EVENTS_PATH, INTERLEAVE
-from es_rerank.config import IndexRule, ProxySettings, UpstreamSettings  # noqa: F401 (doctest)
+from es_rerank.proxy.online_ab.arms import OnlineAb, new_query_id, response_headers
+from es_rerank.evaluation.protocol import BM25, EVENTS_PATH, INTERLEAVE
+from es_rerank.proxy.settings import IndexRule, ProxySettings, UpstreamSettings  # noqa: F401 (doctest)
 from es_rerank.errors import ConfigError, ScoringError, ScoringOutOfMemory
-from es_rerank.fusion import fuse
+from es_rerank.scoring.fusion import fuse
 from es_rerank.proxy.batcher import Batcher
 from es_rerank.proxy.encoding import response_encoding
 from es_rerank.proxy.connections import ENGINE_LESS_HEADERS
@@ -48,9 +48,9 @@ from es_rerank.proxy.plan import (DEFAULT_MAX_RESULT_WINDOW, PassThrough, Rerank
                                   WindowRequest, max_result_window, parse_params, plan_search, search_target,
                                   settings_path, strip_rerank_ext, window_request)
 from es_rerank.proxy.rewrite import bm25_page, interleaved_page, reranked_page, response_hits, window_texts
-from es_rerank.rerank import order_by_scores
+from es_rerank.scoring.rerank import order_by_scores
 from es_rerank.proxy.upstream import UPSTREAM_ERRORS, Upstream, forward_request_headers, forward_response_headers
-from es_rerank.scorer import Scorer
+from es_rerank.scoring.cross_encoder import Scorer
 
 log = logging.getLogger("es_rerank.proxy")
 

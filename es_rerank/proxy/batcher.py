@@ -33,10 +33,10 @@ from typing import cast
 
 import numpy as np
 
-from es_rerank.config import BatchSettings
+from es_rerank.proxy.settings import BatchSettings
 from es_rerank.errors import ScoringError, ScoringOutOfMemory
 from es_rerank.proxy.metrics import ProxyMetrics
-from es_rerank.scorer import Scorer, TwoStageScorer
+from es_rerank.scoring.cross_encoder import Scorer, TwoStageScorer
 
 # What a scorer raises for wrong code rather than a failing model (OnnxScorer: a bad argument is a
 # ValueError or TypeError). These reach the search unchanged and are answered as bugs, not BM25 fallbacks.

@@ -17,7 +17,7 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from es_rerank.config import ServerSettings
+from es_rerank.proxy.settings import ServerSettings
 from es_rerank.proxy.httperror import JSON_TYPE, error_body
 from es_rerank.proxy.metrics import ProxyMetrics
 

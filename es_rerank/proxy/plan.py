@@ -26,9 +26,9 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping
 from urllib.parse import unquote, unquote_plus
 
-from es_rerank.config import IndexRule, ProxySettings, UpstreamSettings  # noqa: F401 (doctest)
+from es_rerank.proxy.settings import IndexRule, ProxySettings, UpstreamSettings  # noqa: F401 (doctest)
 from es_rerank.errors import ConfigError
-from es_rerank.fusion import CE_ONLY, FusionWeights, parse_fusion_override
+from es_rerank.scoring.fusion import CE_ONLY, FusionWeights, parse_fusion_override
 from es_rerank.proxy.httperror import ProxyHTTPError
 from es_rerank.proxy.jsonio import TooDeep, has_duplicate_keys, loads  # noqa: F401 (loads: doctest)
 from es_rerank.proxy.limits import check_json_depth, raw_json_depth

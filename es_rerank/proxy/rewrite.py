@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from es_rerank.proxy.plan import RerankSpec
-from es_rerank.rerank import order_by_scores
+from es_rerank.scoring.rerank import order_by_scores
 from es_rerank.types import Hit
 
 

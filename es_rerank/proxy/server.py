@@ -25,12 +25,12 @@ from typing import Callable, Iterator, Mapping, Sequence
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from es_rerank.config import ProxySettings
+from es_rerank.proxy.settings import ProxySettings
 from es_rerank.errors import EsRerankError
-from es_rerank.opensearch_client import redact
+from es_rerank.engine.client import redact
 from es_rerank.proxy.app import CONTEXT, create_app
 from es_rerank.proxy.connections import guard_connections
-from es_rerank.scorer import Scorer
+from es_rerank.scoring.cross_encoder import Scorer
 
 log = logging.getLogger("es_rerank.proxy")
 # The line `es-rerank serve` prints on stderr once it accepts connections (scripts wait for it).

@@ -19,9 +19,9 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from es_rerank.config import UpstreamSettings
+from es_rerank.proxy.settings import UpstreamSettings
 from es_rerank.errors import ConfigError
-from es_rerank.opensearch_client import redact
+from es_rerank.engine.client import redact
 from es_rerank.proxy.httperror import ProxyHTTPError
 from es_rerank.proxy.metrics import ProxyMetrics
 

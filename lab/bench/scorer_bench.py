@@ -21,8 +21,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from es_rerank.candidates import QueryCandidates
-from es_rerank.pair_encoding import EncodedBatch, EncodedPair, PairEncoder, batch_by_length
+from es_rerank.data.candidates import QueryCandidates
+from es_rerank.scoring.pair_encoding import EncodedBatch, EncodedPair, PairEncoder, batch_by_length
 
 ScoreBatch = Callable[[EncodedBatch], np.ndarray]
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from es_rerank.candidates import QueryCandidates
+from es_rerank.data.candidates import QueryCandidates
 from lab.bench.scorer_bench import Timing, Workload, measure, real_workload, synthetic_workload
 from es_rerank.errors import ConfigError
 
@@ -208,7 +208,7 @@ def _check_systems(systems: Sequence[str], device: str) -> None:
 def _prepare_model(settings: BenchSettings, systems: Sequence[str], device: str, work: Path,
                    log) -> tuple[Path, str, str]:
     """The export directory to run, the checkpoint behind it, and the model's label in figures."""
-    from es_rerank.export_meta import read_meta
+    from es_rerank.scoring.export_meta import read_meta
 
     if settings.export_dir:
         meta = read_meta(settings.export_dir)
@@ -241,7 +241,7 @@ def _build_systems(systems: Sequence[str], export_dir: Path, checkpoint: str, de
     from transformers.utils import logging as hf_logging
 
     from es_rerank.export.torch_scorer import TorchScorer
-    from es_rerank.scorer import OnnxScorer
+    from es_rerank.scoring.cross_encoder import OnnxScorer
 
     hf_logging.disable_progress_bar()
     if settings.threads:

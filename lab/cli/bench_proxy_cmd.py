@@ -35,8 +35,8 @@ def _emit(figures: dict, json_out: Path | None) -> None:
 def passthrough_command(dataset_dir: Path, index: str, clients: int, duration_s: float, rounds: int,
                         json_out: Path | None, opensearch_url: str | None) -> None:
     """Req/s and p50/p99 through the proxy with reranking off, against OpenSearch directly, in one run."""
-    from es_rerank.datasets import read_queries
-    from es_rerank.opensearch_client import resolve_url
+    from es_rerank.data.beir import read_queries
+    from es_rerank.engine.client import resolve_url
     from lab.proxy_bench.benchmark import cli_proxy, passthrough_benchmark
     from lab.proxy_bench.loadgen import LoadRequest
     from lab.proxy_bench.replay import client_search
@@ -63,8 +63,8 @@ def passthrough_command(dataset_dir: Path, index: str, clients: int, duration_s:
 def record_command(dataset_dir: Path, index: str, out: Path, window: int, split: str,
                    opensearch_url: str | None) -> None:
     """Record real OpenSearch window responses for DATASET_DIR's queries, for `bench proxy rerank --replay`."""
-    from es_rerank.datasets import read_qrels, read_queries
-    from es_rerank.opensearch_client import resolve_url
+    from es_rerank.data.beir import read_qrels, read_queries
+    from es_rerank.engine.client import resolve_url
     from lab.proxy_bench.replay import record_replay
 
     queries = read_queries(dataset_dir)

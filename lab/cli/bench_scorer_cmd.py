@@ -66,7 +66,7 @@ def bench_scorer(export_dir, checkpoint, random_init, tokenizer_dir, label, devi
                  rounds, warmup, threads, work_dir, hardware, figures_file, opensearch_url) -> None:
     """Pairs/s and p50/p99 per call: ONNX Runtime against PyTorch fp32/fp16 (same checkpoint,
     same token ids, same run) on full-length synthetic batches and on real candidates."""
-    from es_rerank.candidates import write_candidates as write_file
+    from es_rerank.data.candidates import write_candidates as write_file
     from lab.bench.scorer_run import BenchSettings, figures_table, run_scorer_bench
 
     candidates, real_label = _real_candidates(candidates_file, dataset, index, split, queries, top_k, opensearch_url)
@@ -123,7 +123,7 @@ def _device(device: str) -> str:
 
 def _real_candidates(candidates_file, dataset, index, split, queries, top_k, opensearch_url):
     """Candidates from a file, or BM25 top-k from the index; and the workload's label."""
-    from es_rerank.candidates import fetch_bm25, read_candidates
+    from es_rerank.data.candidates import fetch_bm25, read_candidates
 
     if candidates_file and dataset:
         raise click.UsageError("give either --candidates or --dataset/--index, not both")
@@ -136,8 +136,8 @@ def _real_candidates(candidates_file, dataset, index, split, queries, top_k, ope
         return [], "real"
     if not index:
         raise click.UsageError("--dataset needs --index: the OpenSearch index holding its corpus")
-    from es_rerank.datasets import read_qrels, read_queries
-    from es_rerank.opensearch_client import check_reachable, make_client, resolve_url
+    from es_rerank.data.beir import read_qrels, read_queries
+    from es_rerank.engine.client import check_reachable, make_client, resolve_url
 
     all_queries = read_queries(dataset)
     judged = [q for q in read_qrels(dataset, split) if q in all_queries][:queries]

@@ -109,7 +109,7 @@ def measure(carry: Carry, checkpoint: Path, max_length: int, query_max_length: i
     """nDCG@10 of every system on one candidates file, with `checkpoint` as the adapted model."""
     import torch
 
-    from es_rerank.datasets import read_qrels
+    from es_rerank.data.beir import read_qrels
     from es_rerank.training.evaluate import evaluate_student
     from es_rerank.training.adapt import EVAL_BATCH
     from es_rerank.training.model import load_cross_encoder, make_scorer, scoring_mode

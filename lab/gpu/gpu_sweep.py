@@ -257,15 +257,15 @@ class Sweep:
 
     def _bm25_test(self) -> dict[str, float]:
         from es_rerank.training.evaluate import bm25_rankings
-        from es_rerank.ir_metrics import summary
+        from es_rerank.evaluation.ir_metrics import summary
 
         _, _, run, qrels = self._test_data()
         return summary(bm25_rankings(run, TEST_DEPTH), qrels)
 
     def _test_data(self):
         if not hasattr(self, "_test_cache"):
-            from es_rerank.datasets import read_qrels, read_queries
-            from es_rerank.mining import read_run
+            from es_rerank.data.beir import read_qrels, read_queries
+            from es_rerank.data.mining import read_run
             from es_rerank.training.data import check_run_documents, read_corpus_sources
 
             run = read_run(self.carry.test_run)

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator, Sequence
 
-from es_rerank.config import ProxySettings
+from es_rerank.proxy.settings import ProxySettings
 from es_rerank.errors import EsRerankError
 from es_rerank.proxy.server import ProxyThread, serve_subprocess, wait_ready
 from lab.proxy_bench.loadgen import LoadRequest, LoadResult, run_closed_loop

@@ -21,13 +21,13 @@ from typing import Iterable
 
 from aiohttp import web
 
-from es_rerank.config import IndexRule, ProxySettings, UpstreamSettings
+from es_rerank.proxy.settings import IndexRule, ProxySettings, UpstreamSettings
 from es_rerank.errors import ConfigError
 from es_rerank.proxy.httperror import error_body
 from es_rerank.proxy.plan import (DEFAULT_MAX_RESULT_WINDOW, RerankPlan, SearchRequest, WindowRequest, max_result_window,
                                   plan_search, settings_path, window_request)
-from es_rerank.retrieval import bm25_body
-from es_rerank.textfiles import open_text
+from es_rerank.engine.bm25_query import bm25_body
+from es_rerank.data.textfiles import open_text
 
 FORMAT = "es-rerank-replay/1"
 

@@ -25,7 +25,7 @@ import json
 
 from hypothesis import strategies as st
 
-from es_rerank.config import IndexRule, ProxySettings, UpstreamSettings
+from es_rerank.proxy.settings import IndexRule, ProxySettings, UpstreamSettings
 from es_rerank.proxy.httperror import ProxyHTTPError
 from es_rerank.proxy.jsonio import loads
 from es_rerank.proxy.plan import (KNOBS, MOVED_PARAMS, PassThrough, RerankPlan, SearchRequest, parse_params,

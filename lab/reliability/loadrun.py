@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from es_rerank.datasets import read_queries
+from es_rerank.data.beir import read_queries
 from es_rerank.errors import EsRerankError
-from es_rerank.textfiles import open_text
+from es_rerank.data.textfiles import open_text
 from lab.reliability.classify import ACCEPTABLE, classify, overlaps
 from lab.reliability.faults import FaultTools, FaultWindow, fault_plan, inject
 from lab.reliability.node import THROWAWAY_PORT, ThrowawayNode, load_corpus

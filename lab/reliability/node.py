@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import IO
 
 from es_rerank.errors import ConfigError, LocalNodeError
-from es_rerank.local_node import LocalNode, NodeSettings
-from es_rerank.local_node.node import DEFAULT_PORT
+from es_rerank.engine.local_node import LocalNode, NodeSettings
+from es_rerank.engine.local_node.node import DEFAULT_PORT
 
 THROWAWAY_PORT = 9270
 THROWAWAY_HEAP = "512m"
@@ -113,7 +113,7 @@ class ThrowawayNode:
 def load_corpus(node: ThrowawayNode, dataset: Path, index: str) -> int:
     """Index a BEIR corpus into the node (its own, static index for the reranked searches).
     """
-    from es_rerank.indexing import index_corpus
-    from es_rerank.opensearch_client import make_client
+    from es_rerank.data.indexing import index_corpus
+    from es_rerank.engine.client import make_client
 
     return index_corpus(make_client(node.url), dataset, index, recreate=True).index_count

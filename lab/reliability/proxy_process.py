@@ -26,10 +26,10 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from es_rerank.config import (IndexRule, LimitSettings, LoadSettings, ProxySettings, ServerSettings,
+from es_rerank.proxy.settings import (IndexRule, LimitSettings, LoadSettings, ProxySettings, ServerSettings,
                               UpstreamSettings)
 from es_rerank.errors import EsRerankError
-from es_rerank.scorer import Scorer
+from es_rerank.scoring.cross_encoder import Scorer
 
 LISTENING = "es-rerank proxy listening on "
 
@@ -97,7 +97,7 @@ def _serve(spec_path: str) -> None:
     spec = ProxySpec(**json.loads(Path(spec_path).read_text()))
     logging.basicConfig(level=spec.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if spec.model:
-        from es_rerank.scorer import OnnxScorer
+        from es_rerank.scoring.cross_encoder import OnnxScorer
 
         inner: Scorer = OnnxScorer.load(spec.model, device="cpu")
     else:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from es_rerank.errors import ScoringOutOfMemory
-from es_rerank.pair_encoding import EncodedBatch
+from es_rerank.scoring.pair_encoding import EncodedBatch
 
 pytestmark = pytest.mark.gpu
 
@@ -57,7 +57,7 @@ def gpu_export(gpu_checkpoint, tmp_path_factory) -> Path:
 
 
 def test_fp16_export_is_fused_and_passes_parity(gpu_export):
-    from es_rerank.export_meta import read_meta
+    from es_rerank.scoring.export_meta import read_meta
 
     meta = read_meta(gpu_export)
     fp16 = meta.variants["fp16"]
@@ -69,7 +69,7 @@ def test_fp16_export_is_fused_and_passes_parity(gpu_export):
 def test_cuda_scorer_matches_torch_fp32_and_ignores_batch_size(gpu_export, gpu_checkpoint):
     from es_rerank.export.builtin_pairs import BUILTIN_QUERIES
     from es_rerank.export.torch_scorer import TorchScorer
-    from es_rerank.scorer import OnnxScorer
+    from es_rerank.scoring.cross_encoder import OnnxScorer
 
     scorer = OnnxScorer.load(gpu_export, device="cuda", batch_size=16)
     assert (scorer.device, scorer.variant.name) == ("cuda", "fp16")
@@ -84,7 +84,7 @@ def test_cuda_scorer_matches_torch_fp32_and_ignores_batch_size(gpu_export, gpu_c
 
 
 def test_gpu_out_of_memory_is_scoring_out_of_memory_and_recoverable(gpu_export):
-    from es_rerank.scorer import OnnxScorer
+    from es_rerank.scoring.cross_encoder import OnnxScorer
 
     scorer = OnnxScorer.load(gpu_export, device="cuda", variant="fp16", gpu_mem_limit_mb=256)
     ids = np.full((4000, 256), 1000, dtype=np.int64)  # activations alone need several GB

@@ -13,13 +13,13 @@ from html.parser import HTMLParser
 
 import pytest
 
-from es_rerank.ab.compare import compare_sides, write_outputs
-from es_rerank.ab.offline import OfflineSettings, Side, select_judged
-from es_rerank.ab.trec import validate_run
-from es_rerank.ab.variants import RerankKnobs
-from es_rerank.datasets import read_qrels, read_queries
+from es_rerank.evaluation.compare import compare_sides, write_outputs
+from es_rerank.evaluation.offline import OfflineSettings, Side, select_judged
+from es_rerank.data.trec import validate_run
+from es_rerank.evaluation.variants import RerankKnobs
+from es_rerank.data.beir import read_qrels, read_queries
 from es_rerank.errors import OpenSearchUnavailable
-from es_rerank.retrieval import bm25_body
+from es_rerank.engine.bm25_query import bm25_body
 from tests.conftest import run_cli
 
 SUBSET = 25

@@ -6,15 +6,15 @@ relevance model, so the reranked order can be recomputed here independently.
 
 import pytest
 
-from es_rerank.ab.compare import compare_sides
-from es_rerank.ab.inprocess import serve_scorer
-from es_rerank.ab.offline import OfflineSettings, Side, select_judged
-from es_rerank.ab.protocol import rerank_off_headers
-from es_rerank.ab.report import never_reranked_warnings
-from es_rerank.datasets import read_qrels, read_queries
+from es_rerank.evaluation.compare import compare_sides
+from es_rerank.proxy.inprocess import serve_scorer
+from es_rerank.evaluation.offline import OfflineSettings, Side, select_judged
+from es_rerank.evaluation.protocol import rerank_off_headers
+from es_rerank.evaluation.report import never_reranked_warnings
+from es_rerank.data.beir import read_qrels, read_queries
 from es_rerank.errors import ModelError, ScoringError
-from es_rerank.rerank import rerank_hits
-from es_rerank.retrieval import search_bm25
+from es_rerank.scoring.rerank import rerank_hits
+from es_rerank.engine.bm25_query import search_bm25
 from tests.proxy_support import RaisingScorer, TermOverlapScorer
 
 SUBSET = 15

@@ -62,7 +62,7 @@ def test_prepared_groups_never_use_a_document_as_its_own_negative(prepared, os_c
         ("L1", ("12",), ("13", "14")), ("L2", ("20",), ("21", "22"))]  # a document the index lacks is dropped
     assert groups.labelled[0].query == "boundary layer transition" and groups.docs["12"]
     # The hits are what the served BM25 query returns for the pseudo-query, in that order.
-    from es_rerank.retrieval import search_bm25
+    from es_rerank.engine.bm25_query import search_bm25
 
     group = groups.pseudo[0]
     served = [h.doc_id for h in search_bm25(os_client, cranfield_index, group.query, 12, FIELDS, source=False)]

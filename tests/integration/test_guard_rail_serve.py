@@ -15,7 +15,7 @@ import threading
 import pytest
 import requests
 
-from es_rerank.guard_rail import Verdict, record_verdict, recorded_verdict
+from es_rerank.proxy.guard_rail import Verdict, record_verdict, recorded_verdict
 from es_rerank.proxy.server import LISTENING
 from tests.conftest import REPO, run_cli
 from tests.fixtures_export import minilm_dense_export, minilm_export, one_logit_checkpoint  # noqa: F401 (fixtures)

@@ -6,9 +6,9 @@ import ir_measures
 import pytest
 from ir_measures import R
 
-from es_rerank.datasets import read_qrels, read_queries
-from es_rerank.indexing import index_body
-from es_rerank.retrieval import search_bm25
+from es_rerank.data.beir import read_qrels, read_queries
+from es_rerank.data.indexing import index_body
+from es_rerank.engine.bm25_query import search_bm25
 from tests.conftest import run_cli
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from es_rerank.errors import LocalNodeError
-from es_rerank.local_node import LocalNode, NodeSettings
+from es_rerank.engine.local_node import LocalNode, NodeSettings
 from tests.conftest import run_cli
 
 SPARE_PORT = 9290

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from es_rerank.datasets import read_qrels, read_queries, relevant
-from es_rerank.mining import mine_groups, read_groups, read_run
-from es_rerank.retrieval import search_bm25
+from es_rerank.data.beir import read_qrels, read_queries, relevant
+from es_rerank.data.mining import mine_groups, read_groups, read_run
+from es_rerank.engine.bm25_query import search_bm25
 from tests.conftest import run_cli
 
 N_QUERIES = 12

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from es_rerank.ab.assignment import OnlineAbConfig, assign, pseudonym
-from es_rerank.ab.decision_log import validate_decision
-from es_rerank.ab.protocol import EVENTS_PATH, QUERY_ID_HEADER, VARIANT_HEADER
-from es_rerank.config import IndexRule
-from es_rerank.datasets import read_qrels, read_queries
+from es_rerank.proxy.online_ab.assignment import OnlineAbConfig, assign, pseudonym
+from es_rerank.proxy.online_ab.decision_log import validate_decision
+from es_rerank.evaluation.protocol import EVENTS_PATH, QUERY_ID_HEADER, VARIANT_HEADER
+from es_rerank.proxy.settings import IndexRule
+from es_rerank.data.beir import read_qrels, read_queries
 from es_rerank.errors import ScoringError
-from es_rerank.rerank import order_by_scores
+from es_rerank.scoring.rerank import order_by_scores
 from es_rerank.types import Hit
 from tests.conftest import run_cli
 from tests.proxy_support import TermOverlapScorer, running_proxy, settings_for

@@ -13,9 +13,9 @@ from dataclasses import replace
 import pytest
 import requests
 
-from es_rerank.ab.assignment import OnlineAbConfig, assign
-from es_rerank.ab.protocol import QUERY_ID_HEADER, VARIANT_HEADER
-from es_rerank.config import IndexRule, UpstreamSettings
+from es_rerank.proxy.online_ab.assignment import OnlineAbConfig, assign
+from es_rerank.evaluation.protocol import QUERY_ID_HEADER, VARIANT_HEADER
+from es_rerank.proxy.settings import IndexRule, UpstreamSettings
 from tests.proxy_support import TermOverlapScorer, running_proxy, settings_for
 from tests.support.security_config import HIDDEN_FIELD, INDEX_A, INDEX_B, SEED_DOCS
 

@@ -5,10 +5,10 @@ import json
 
 import requests
 
-from es_rerank.ab.decision_log import validate_decision
-from es_rerank.ab.protocol import EVENTS_PATH, QUERY_ID_HEADER, VARIANT_HEADER
+from es_rerank.proxy.online_ab.decision_log import validate_decision
+from es_rerank.evaluation.protocol import EVENTS_PATH, QUERY_ID_HEADER, VARIANT_HEADER
 from es_rerank.proxy.server import serve_subprocess
-from es_rerank.rerank import order_by_scores
+from es_rerank.scoring.rerank import order_by_scores
 from es_rerank.types import Hit
 from tests.conftest import run_cli
 from tests.fixtures_export import minilm_export, one_logit_checkpoint  # noqa: F401 (fixtures)
@@ -19,7 +19,7 @@ QUERY = "0-dimensional biomaterials show inductive properties"
 
 
 def test_serve_runs_an_interleaved_ab_test_with_a_real_export(minilm_export, opensearch_url, scifact_index, tmp_path):
-    from es_rerank.scorer import OnnxScorer
+    from es_rerank.scoring.cross_encoder import OnnxScorer
 
     decisions, events = tmp_path / "decisions.jsonl", tmp_path / "events.jsonl"
     args = ["--model", str(minilm_export), "--device", "cpu", "--index", scifact_index, "--window", str(WINDOW),

@@ -5,8 +5,8 @@ from dataclasses import replace
 
 import requests
 
-from es_rerank.config import BatchSettings, IndexRule
-from es_rerank.datasets import read_queries
+from es_rerank.proxy.settings import BatchSettings, IndexRule
+from es_rerank.data.beir import read_queries
 from lab.proxy_bench.benchmark import rerank_benchmark, replay_upstream, thread_proxy
 from lab.proxy_bench.replay import load_replay, record_replay
 from tests.conftest import run_cli

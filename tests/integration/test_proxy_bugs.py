@@ -10,7 +10,7 @@ import logging
 import pytest
 import requests
 
-from es_rerank.config import IndexRule
+from es_rerank.proxy.settings import IndexRule
 from tests.proxy_support import TermOverlapScorer, running_proxy, settings_for
 
 MATCH = {"query": {"match": {"text": "breast cancer prognosis"}}, "size": 10}

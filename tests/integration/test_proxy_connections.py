@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 import requests
 
-from es_rerank.config import ServerSettings
+from es_rerank.proxy.settings import ServerSettings
 from tests.proxy_support import running_proxy, settings_for
 from tests.support.waiting import wait_until
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from es_rerank.config import IndexRule, LimitSettings
+from es_rerank.proxy.settings import IndexRule, LimitSettings
 from tests.proxy_support import TermOverlapScorer, running_proxy, settings_for
 
 INDEX = "test-i14-deep"

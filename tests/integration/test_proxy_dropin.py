@@ -8,7 +8,7 @@ import json
 import pytest
 import requests
 
-from es_rerank.config import IndexRule
+from es_rerank.proxy.settings import IndexRule
 from tests.proxy_support import TermOverlapScorer, running_proxy, settings_for
 from tests.support.waiting import wait_until
 

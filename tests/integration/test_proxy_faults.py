@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 import requests
 
-from es_rerank.config import IndexRule, LimitSettings, LoadSettings, UpstreamSettings
+from es_rerank.proxy.settings import IndexRule, LimitSettings, LoadSettings, UpstreamSettings
 from es_rerank.errors import ScoringError
 from tests.proxy_support import (GatedScorer, OutOfMemoryScorer, RaisingScorer, RawUpstream,
                                  TermOverlapScorer, WarmUpGatedScorer, running_proxy, settings_for)

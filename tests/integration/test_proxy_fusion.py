@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import requests
 
-from es_rerank.config import IndexRule
-from es_rerank.dense import DenseScorer
-from es_rerank.fusion import FusionWeights, fused_order
+from es_rerank.proxy.settings import IndexRule
+from es_rerank.scoring.bi_encoder import DenseScorer
+from es_rerank.scoring.fusion import FusionWeights, fused_order
 from es_rerank.proxy.server import ProxyThread
 from es_rerank.types import Hit
 from tests.conftest import run_cli

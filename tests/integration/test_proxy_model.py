@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from es_rerank.proxy.server import LISTENING
-from es_rerank.rerank import rerank_hits
-from es_rerank.retrieval import bm25_body, hits_from_response
+from es_rerank.scoring.rerank import rerank_hits
+from es_rerank.engine.bm25_query import bm25_body, hits_from_response
 from tests.conftest import REPO
 from tests.support.waiting import wait_until
 from tests.fixtures_export import minilm_export, one_logit_checkpoint  # noqa: F401 (fixtures)
@@ -44,7 +44,7 @@ def served(minilm_export, opensearch_url, scifact_index):
 
 
 def test_a_real_export_reranks_the_window(served, minilm_export, opensearch_url, scifact_index):
-    from es_rerank.scorer import OnnxScorer
+    from es_rerank.scoring.cross_encoder import OnnxScorer
 
     body = bm25_body(QUERY, size=10)
     response = requests.post(f"{served}/{scifact_index}/_search", data=json.dumps(body),

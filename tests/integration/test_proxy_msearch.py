@@ -6,7 +6,7 @@ import threading
 import pytest
 import requests
 
-from es_rerank.config import IndexRule
+from es_rerank.proxy.settings import IndexRule
 from tests.proxy_support import GatedScorer, SlowScorer, TermOverlapScorer, running_proxy, settings_for
 from tests.support.waiting import wait_until
 

@@ -11,8 +11,8 @@ import socket
 import pytest
 import requests
 
-from es_rerank.config import IndexRule
-from es_rerank.opensearch_client import make_client
+from es_rerank.proxy.settings import IndexRule
+from es_rerank.engine.client import make_client
 from tests.proxy_support import (BackgroundApp, RawUpstream, TermOverlapScorer, capture_app, running_proxy,
                                  settings_for)
 

@@ -10,8 +10,8 @@ import json
 import pytest
 import requests
 
-from es_rerank.config import IndexRule
-from es_rerank.opensearch_client import make_client
+from es_rerank.proxy.settings import IndexRule
+from es_rerank.engine.client import make_client
 from tests.proxy_support import TermOverlapScorer, running_proxy, settings_for
 
 INDEX = "test-i14-paths"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import requests
 
-from es_rerank.config import IndexRule
-from es_rerank.rerank import order_by_scores
+from es_rerank.proxy.settings import IndexRule
+from es_rerank.scoring.rerank import order_by_scores
 from es_rerank.types import Hit
 from tests.proxy_support import TermOverlapScorer, running_proxy, settings_for
 

@@ -19,7 +19,7 @@ from tests.support.waiting import wait_until
 
 SLOW_SCORER_PROXY = """
 import sys
-from es_rerank.config import IndexRule, ProxySettings, ServerSettings, UpstreamSettings
+from es_rerank.proxy.settings import IndexRule, ProxySettings, ServerSettings, UpstreamSettings
 from es_rerank.proxy.server import LISTENING, run_until_signal
 from tests.proxy_support import SlowScorer
 

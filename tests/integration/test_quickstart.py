@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from es_rerank.guard_rail import recorded_verdict
+from es_rerank.proxy.guard_rail import recorded_verdict
 from tests.conftest import run_cli
 from tests.fixtures_export import one_logit_checkpoint  # noqa: F401
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from es_rerank.candidates import read_candidates
+from es_rerank.data.candidates import read_candidates
 from es_rerank.cli import main
-from es_rerank.datasets import read_qrels, read_queries
-from es_rerank.retrieval import search_bm25
+from es_rerank.data.beir import read_qrels, read_queries
+from es_rerank.engine.bm25_query import search_bm25
 from tests.conftest import run_cli
 from tests.fixtures_export import minilm_export, one_logit_checkpoint  # noqa: F401
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from es_rerank.datasets import read_qrels, read_queries
-from es_rerank.mining import bm25_run, mine_groups, write_run
+from es_rerank.data.beir import read_qrels, read_queries
+from es_rerank.data.mining import bm25_run, mine_groups, write_run
 from es_rerank.training.config import TrainConfig
 from es_rerank.training.supervised import TrainInputs, train
 from tests.conftest import REPO, run_cli
@@ -179,7 +179,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(one_process, mined, tiny
 
 
 def test_the_checkpoint_round_trips_through_export(one_process, data_dir, tmp_path):
-    from es_rerank.scorer import OnnxScorer
+    from es_rerank.scoring.cross_encoder import OnnxScorer
     from es_rerank.training.model import load_cross_encoder, make_scorer, scoring_mode
 
     checkpoint, _ = one_process

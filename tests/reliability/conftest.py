@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from es_rerank.config import IndexRule, LimitSettings, ProxySettings, ServerSettings, UpstreamSettings
+from es_rerank.proxy.settings import IndexRule, LimitSettings, ProxySettings, ServerSettings, UpstreamSettings
 from es_rerank.proxy.server import ProxyThread
 from lab.reliability.abuse_target import SMUGGLED_INDEX, AbuseTarget
 from lab.reliability.decoy import DecoyServer

@@ -5,7 +5,7 @@ import json
 import pytest
 import requests
 
-from es_rerank.config import IndexRule, ProxySettings, ServerSettings, UpstreamSettings
+from es_rerank.proxy.settings import IndexRule, ProxySettings, ServerSettings, UpstreamSettings
 from es_rerank.proxy.server import ProxyThread
 from lab.reliability.scorers import FaultScorer, TermOverlapScorer, write_fault
 

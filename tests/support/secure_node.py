@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from es_rerank.errors import LocalNodeError
-from es_rerank.local_node import LocalNode, NodeSettings
-from es_rerank.local_node.fetch import Distribution, mvn_copy
-from es_rerank.local_node.node import default_cache_dir, find_java_home
+from es_rerank.engine.local_node import LocalNode, NodeSettings
+from es_rerank.engine.local_node.fetch import Distribution, mvn_copy
+from es_rerank.engine.local_node.node import default_cache_dir, find_java_home
 from tests.support.https import JsonBody, Reply, call
 from tests.support.security_config import (
     INDEX_MAPPING,

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from es_rerank.local_node.fetch import require_tool
+from es_rerank.engine.local_node.fetch import require_tool
 
 NODE_CN = "es-rerank-secure-node"
 ADMIN_CN = "es-rerank-secure-admin"

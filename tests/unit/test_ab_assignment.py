@@ -1,6 +1,6 @@
 import pytest
 
-from es_rerank.ab.assignment import OnlineAbConfig, assign, bucket, decide, pseudonym, request_key
+from es_rerank.proxy.online_ab.assignment import OnlineAbConfig, assign, bucket, decide, pseudonym, request_key
 from es_rerank.errors import ConfigError
 
 KEYS = [f"user-{i}" for i in range(10_000)]

@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from es_rerank.ab.decision_log import JsonLinesWriter, decision_record, validate_decision
+from es_rerank.proxy.online_ab.decision_log import JsonLinesWriter, decision_record, validate_decision
 from es_rerank.errors import ConfigError
 
 

@@ -5,10 +5,10 @@ import json
 import pytest
 from aiohttp import ClientSession, web
 
-from es_rerank.ab.assignment import pseudonym
-from es_rerank.ab.decision_log import JsonLinesWriter
-from es_rerank.ab.events import EventError, make_events_handler, parse_events, validate_event
-from es_rerank.ab.protocol import EVENTS_PATH
+from es_rerank.proxy.online_ab.assignment import pseudonym
+from es_rerank.proxy.online_ab.decision_log import JsonLinesWriter
+from es_rerank.proxy.online_ab.events import EventError, make_events_handler, parse_events, validate_event
+from es_rerank.evaluation.protocol import EVENTS_PATH
 
 CLICK = {"action_name": "click", "query_id": "6f1c", "client_id": "browser-7", "session_id": "s-1",
          "timestamp": "2025-03-01T10:00:00+02:00", "message": "free text with an e-mail@example.com",

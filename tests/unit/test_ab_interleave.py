@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from es_rerank.ab.interleave import credit, outcome, seeded_coins, team_draft
+from es_rerank.proxy.online_ab.interleave import credit, outcome, seeded_coins, team_draft
 
 
 def pairs(merged):

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from es_rerank.ab.metrics import MEASURES, per_query_metrics, rank_scores
+from es_rerank.evaluation.metrics import MEASURES, per_query_metrics, rank_scores
 
 
 QRELS = {"q1": {"a": 2, "b": 0, "c": 1}, "q2": {"x": 1}, "q3": {"y": 1, "z": 1}}

@@ -7,11 +7,11 @@ import random
 import pytest
 from aiohttp import ClientSession, web
 
-from es_rerank.ab.assignment import OnlineAbConfig
-from es_rerank.ab.decision_log import validate_decision
-from es_rerank.ab.online import OnlineAb, new_query_id, response_headers
-from es_rerank.ab.online_report import read_logs, summarise
-from es_rerank.ab.protocol import EVENTS_PATH, QUERY_ID_HEADER, VARIANT_HEADER
+from es_rerank.proxy.online_ab.assignment import OnlineAbConfig
+from es_rerank.proxy.online_ab.decision_log import validate_decision
+from es_rerank.proxy.online_ab.arms import OnlineAb, new_query_id, response_headers
+from es_rerank.proxy.online_ab.report import read_logs, summarise
+from es_rerank.evaluation.protocol import EVENTS_PATH, QUERY_ID_HEADER, VARIANT_HEADER
 from es_rerank.cli.ab_serve_options import online_ab_config
 from es_rerank.errors import ConfigError
 

@@ -3,8 +3,8 @@ import json
 import pytest
 from scipy.stats import binomtest, fisher_exact
 
-from es_rerank.ab.decision_log import decision_record
-from es_rerank.ab.online_report import read_logs, render_online_table, summarise
+from es_rerank.proxy.online_ab.decision_log import decision_record
+from es_rerank.proxy.online_ab.report import read_logs, render_online_table, summarise
 from tests.conftest import run_cli
 
 
@@ -87,7 +87,7 @@ def test_table_and_json_from_the_command_line(logs):
 
 
 def test_interleaved_searches_served_as_bm25_fallbacks_are_left_out():
-    from es_rerank.ab.online_report import LogContents
+    from es_rerank.proxy.online_ab.report import LogContents
 
     fallback = decision_record(query_id="f1", client_hash="h", variant="interleave", hit_ids=list("wxyz"),
                                teams=["bm25"] * 4, latency_ms=3.0, index="i", fallback=True)

@@ -1,4 +1,4 @@
-from es_rerank.ab import protocol
+from es_rerank.evaluation import protocol
 
 
 def test_header_names_match_the_proxy():

@@ -4,8 +4,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from es_rerank.ab.report import build_report, render_table
-from es_rerank.ab.report_html import biggest_changes, render_html
+from es_rerank.evaluation.report import build_report, render_table
+from es_rerank.evaluation.report_html import biggest_changes, render_html
 from es_rerank.types import Hit
 
 QRELS = {f"q{i}": {f"rel{i}": 1} for i in range(12)}

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.stats import ttest_rel
 
-from es_rerank.ab.significance import holm, mean_ci, paired_test
+from es_rerank.evaluation.significance import holm, mean_ci, paired_test
 
 
 def test_identical_systems_show_no_difference():

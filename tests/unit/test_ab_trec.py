@@ -2,7 +2,7 @@ import io
 
 import pytest
 
-from es_rerank.ab.trec import save_run, validate_run, write_run
+from es_rerank.data.trec import save_run, validate_run, write_run
 from es_rerank.errors import ConfigError
 
 

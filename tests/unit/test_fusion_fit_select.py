@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from es_rerank.errors import ConfigError
-from es_rerank.fusion import FusionWeights, load_weights
-from es_rerank.fusion_fit import (CandidateSet, QueryCandidates, ce_share, curve_json, fit_weights, input_spreads,
+from es_rerank.scoring.fusion import FusionWeights, load_weights
+from es_rerank.evaluation.fusion_fit import (CandidateSet, QueryCandidates, ce_share, curve_json, fit_weights, input_spreads,
                                   mean_ndcg10, per_query_ndcg10, ranking_run, write_candidates)
 from tests.conftest import run_cli
 

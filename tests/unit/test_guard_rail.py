@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from es_rerank.config import IndexRule
+from es_rerank.proxy.settings import IndexRule
 from es_rerank.errors import ModelError
-from es_rerank.fusion import FusionWeights, load_weights
-from es_rerank.guard_rail import SAFE_FUSION, VERDICTS_FILE, Verdict, guard_rules, record_verdict, recorded_verdict
+from es_rerank.scoring.fusion import FusionWeights, load_weights
+from es_rerank.proxy.guard_rail import SAFE_FUSION, VERDICTS_FILE, Verdict, guard_rules, record_verdict, recorded_verdict
 from tests.conftest import REPO
 
 HARM = Verdict("scifact", "test", 300, 0.6775, 0.4200, -0.2575, 0.0002, True)

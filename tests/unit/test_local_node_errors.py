@@ -7,9 +7,9 @@ import stat
 import pytest
 
 from es_rerank.errors import LocalNodeError
-from es_rerank.local_node import LocalNode, NodeSettings
-from es_rerank.local_node.fetch import candidate_versions, ensure_distribution
-from es_rerank.local_node.node import find_java_home
+from es_rerank.engine.local_node import LocalNode, NodeSettings
+from es_rerank.engine.local_node.fetch import candidate_versions, ensure_distribution
+from es_rerank.engine.local_node.node import find_java_home
 
 
 def test_candidate_versions_newest_first():

@@ -6,7 +6,7 @@ import ssl
 
 import pytest
 
-from es_rerank.config import UpstreamSettings
+from es_rerank.proxy.settings import UpstreamSettings
 from es_rerank.errors import ConfigError
 from es_rerank.proxy.upstream import upstream_ssl
 from tests.conftest import run_cli

@@ -3,7 +3,7 @@ import base64
 import pytest
 
 from es_rerank.errors import ConfigError
-from es_rerank.opensearch_client import make_client, redact, resolve_url, uses_local_node
+from es_rerank.engine.client import make_client, redact, resolve_url, uses_local_node
 
 
 def test_explicit_beats_env_beats_local():

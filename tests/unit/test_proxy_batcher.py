@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from es_rerank.config import BatchSettings
+from es_rerank.proxy.settings import BatchSettings
 from es_rerank.errors import ScoringError, ScoringOutOfMemory
 from es_rerank.proxy.batcher import Batcher
 from es_rerank.proxy.metrics import ProxyMetrics

@@ -2,7 +2,7 @@
 
 import pytest
 
-from es_rerank.config import (IndexRule, LoadSettings, ProxySettings, UpstreamSettings, read_config_file,
+from es_rerank.proxy.settings import (IndexRule, LoadSettings, ProxySettings, UpstreamSettings, read_config_file,
                               rules_from_mapping)
 from es_rerank.errors import ConfigError
 

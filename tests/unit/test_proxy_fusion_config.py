@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from es_rerank.config import IndexRule, ProxySettings, UpstreamSettings, read_config_file, rules_from_mapping
+from es_rerank.proxy.settings import IndexRule, ProxySettings, UpstreamSettings, read_config_file, rules_from_mapping
 from es_rerank.errors import ConfigError
-from es_rerank.fusion import FusionWeights
+from es_rerank.scoring.fusion import FusionWeights
 from es_rerank.proxy.httperror import ProxyHTTPError
 from es_rerank.proxy.plan import PassThrough, SearchRequest, plan_search
 from tests.conftest import REPO, run_cli

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from es_rerank.config import IndexRule, ProxySettings, UpstreamSettings
+from es_rerank.proxy.settings import IndexRule, ProxySettings, UpstreamSettings
 from es_rerank.proxy.httperror import ProxyHTTPError
 from es_rerank.proxy.plan import (PassThrough, RerankPlan, SearchRequest, lucene_text, parse_params, plan_search,
                                   query_text, window_request)

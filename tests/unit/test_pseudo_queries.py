@@ -10,10 +10,10 @@ import random
 import numpy as np
 import pytest
 
-from es_rerank.datasets import iter_corpus_docs
+from es_rerank.data.beir import iter_corpus_docs
 from es_rerank.errors import ConfigError, DatasetError
-from es_rerank.fusion import FusionWeights
-from es_rerank.pseudo_queries import (PseudoQuerySettings, SourceDocument, make_pseudo_queries, pseudo_queries_of,
+from es_rerank.scoring.fusion import FusionWeights
+from es_rerank.data.pseudo_queries import (PseudoQuerySettings, SourceDocument, make_pseudo_queries, pseudo_queries_of,
                                       split_sentences, word_count)
 from es_rerank.training.adapt_config import AdaptConfig, read_adapt_recipe
 from es_rerank.training.adapt_groups import (AdaptGroups, PseudoGroup, read_adapt_groups, write_adapt_groups)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from es_rerank.mining import Group
+from es_rerank.data.mining import Group
 from es_rerank.training.data import prepare_groups, split_dev
 from es_rerank.training.sampling import GroupSampler, SampledGroup, shard
 

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from es_rerank.errors import ModelError, ScoringError
-from es_rerank.pair_encoding import EncodedBatch
-from es_rerank.scorer import OnnxScorer, Scorer, score
+from es_rerank.scoring.pair_encoding import EncodedBatch
+from es_rerank.scoring.cross_encoder import OnnxScorer, Scorer, score
 from tests.fixtures_export import minilm_export, one_logit_checkpoint  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def scifact_pairs(data_dir):
     """Real (query, document) pairs: judged and random SciFact documents of 3 test queries."""
-    from es_rerank.candidates import sample_from_qrels
+    from es_rerank.data.candidates import sample_from_qrels
 
     return sample_from_qrels(data_dir / "scifact", n_queries=3, k=8)
 

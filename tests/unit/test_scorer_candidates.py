@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from es_rerank.candidates import QueryCandidates, read_candidates, sample_from_qrels, write_candidates
-from es_rerank.datasets import read_qrels
+from es_rerank.data.candidates import QueryCandidates, read_candidates, sample_from_qrels, write_candidates
+from es_rerank.data.beir import read_qrels
 from es_rerank.errors import DatasetError
 
 

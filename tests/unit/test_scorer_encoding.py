@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from es_rerank.pair_encoding import PAD_MULTIPLE, EncodedPair, PairEncoder, batch_by_length
+from es_rerank.scoring.pair_encoding import PAD_MULTIPLE, EncodedPair, PairEncoder, batch_by_length
 from tests.fixtures_export import packaged_encoder
 
 CLS, SEP = 101, 102

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from es_rerank.errors import DatasetError
-from es_rerank.mining import Group, _resume_point, read_groups, read_run, write_run
+from es_rerank.data.mining import Group, _resume_point, read_groups, read_run, write_run
 from es_rerank.types import Hit
 
 

@@ -7,7 +7,7 @@ import random
 import ir_measures
 import pytest
 
-from es_rerank.ir_metrics import mrr_at_k, ndcg_at_k, summary
+from es_rerank.evaluation.ir_metrics import mrr_at_k, ndcg_at_k, summary
 
 
 def reference(qrels, rankings, measure):

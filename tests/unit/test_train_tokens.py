@@ -7,8 +7,8 @@ import itertools
 import pytest
 from tokenizers import Tokenizer
 
-from es_rerank.datasets import iter_corpus_docs, read_queries
-from es_rerank.pair_encoding import PairEncoder
+from es_rerank.data.beir import iter_corpus_docs, read_queries
+from es_rerank.scoring.pair_encoding import PairEncoder
 from es_rerank.training.data import document_text
 from es_rerank.training.tokens import TokenStore
 

@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 
-from es_rerank.config import IndexRule
-from es_rerank.fusion import FusionWeights
-from es_rerank.window_sizing import sized_rules
+from es_rerank.proxy.settings import IndexRule
+from es_rerank.scoring.fusion import FusionWeights
+from es_rerank.proxy.window_sizing import sized_rules
 
 
 class SleepyScorer:

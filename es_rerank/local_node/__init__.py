@@ -1,5 +1,0 @@
-"""A local single-node OpenSearch for the quickstart, the tests and the benchmarks."""
-
-from es_rerank.local_node.node import LocalNode, NodeSettings, NodeStatus
-
-__all__ = ["LocalNode", "NodeSettings", "NodeStatus"]

@@ -1,0 +1,1 @@
+"""Scoring, torch-free: the Scorer protocol, ONNX sessions for every head, the pair encoder, fusion."""
