@@ -33,7 +33,6 @@ setup(
         "es_rerank.training": "training",
         "es_rerank.export": "export",
     },
-    package_data={"es_rerank": ["data/*.json", "proxy/*.json"]},
     install_requires=["click>=8.1", "numpy>=1.24", "tqdm>=4.60", "pyyaml>=6", "opensearch-py>=2.4"],
     extras_require={
         "serve": SERVE,
