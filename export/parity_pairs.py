@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from es_rerank.data.candidates import QueryCandidates, fetch_bm25, read_candidates, sample_from_qrels
+from es_rerank.data.candidates import TextWindow, collect_candidates, read_candidates, sample_from_qrels
 from es_rerank.errors import ConfigError
 from es_rerank.export.builtin_pairs import BUILTIN_QUERIES
 
@@ -38,7 +38,7 @@ class ParitySource:
     split: str = "test"
 
 
-def load_parity_pairs(source: ParitySource) -> tuple[list[QueryCandidates], str]:
+def load_parity_pairs(source: ParitySource) -> tuple[list[TextWindow], str]:
     """The parity pairs and a one-line description of where they came from.
 
     Example:
@@ -52,16 +52,16 @@ def load_parity_pairs(source: ParitySource) -> tuple[list[QueryCandidates], str]
     if source.data is None:
         if source.index:
             raise ConfigError("--parity-index needs --parity-data naming the BEIR directory its queries come from")
-        items = [QueryCandidates(str(i), q, docs) for i, (q, docs) in enumerate(BUILTIN_QUERIES)]
+        items = [TextWindow(str(i), q, docs) for i, (q, docs) in enumerate(BUILTIN_QUERIES)]
         where = "built-in sample pairs"
     elif Path(source.data).is_file():
-        items = read_candidates(source.data)
+        items = read_candidates(source.data).windows()
         where = f"candidates file {Path(source.data).name}"
     elif Path(source.data).is_dir() and source.index:
         items = _bm25(source)
         where = f"BM25 top-{source.candidates} from index {source.index} for {Path(source.data).name} queries"
     elif Path(source.data).is_dir():
-        items = sample_from_qrels(source.data, source.queries, source.candidates, split=source.split)
+        items = sample_from_qrels(source.data, source.queries, source.candidates, split=source.split).windows()
         where = f"{Path(source.data).name} {source.split} qrels: judged + random documents"
     else:
         raise ConfigError(f"--parity-data {source.data} does not exist",
@@ -73,7 +73,7 @@ def load_parity_pairs(source: ParitySource) -> tuple[list[QueryCandidates], str]
     return items, f"{where} ({len(items)} queries x up to {source.candidates} documents)"
 
 
-def _bm25(source: ParitySource) -> list[QueryCandidates]:
+def _bm25(source: ParitySource) -> list[TextWindow]:
     from es_rerank.data.beir import read_qrels, read_queries
     from es_rerank.engine.client import check_reachable, make_client, resolve_url
 
@@ -82,4 +82,4 @@ def _bm25(source: ParitySource) -> list[QueryCandidates]:
     url = resolve_url(source.opensearch_url)
     client = make_client(url)
     check_reachable(client, url)
-    return fetch_bm25(client, source.index, {q: queries[q] for q in judged}, source.candidates)
+    return collect_candidates(client, source.index, {q: queries[q] for q in judged}, source.candidates).windows()

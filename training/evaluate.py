@@ -37,8 +37,8 @@ from typing import Mapping, Sequence
 
 from es_rerank.data.beir import Qrels
 from es_rerank.scoring.fusion import FusionWeights
-from es_rerank.evaluation.fusion_fit import (CandidateSet, judged_qrels, mean_ndcg10, ranking_run, read_candidates,
-                                  score_candidates, write_candidates)
+from es_rerank.data.candidates import CandidateSet, read_candidates, write_candidates
+from es_rerank.evaluation.fusion_fit import judged_qrels, mean_ndcg10, ranking_run, score_candidates
 from es_rerank.scoring.rerank import rerank_hits
 from es_rerank.engine.bm25_query import DEFAULT_FIELDS
 from es_rerank.scoring.cross_encoder import Scorer
@@ -86,7 +86,7 @@ def system_figures(cands: CandidateSet, qrels: Qrels,
 
     Example:
         >>> import numpy as np
-        >>> from es_rerank.evaluation.fusion_fit import QueryCandidates
+        >>> from es_rerank.data.candidates import QueryCandidates
         >>> c = CandidateSet({}, {}, [QueryCandidates("1", "q", ["a", "b"], {"bm25": np.array([2.0, 1.0])})])
         >>> system_figures(c, {"1": {"b": 1}}, {})
         {'bm25': 0.6309297535714575}

@@ -267,7 +267,8 @@ def bench_adapt_command(candidates: Path, model_dir: Path, qrels_path: Path, max
 
     from es_rerank.cli.fusion_cmd import shown
     from es_rerank.data.beir import read_qrels
-    from es_rerank.evaluation.fusion_fit import judged_qrels, read_candidates, score_candidates, write_candidates
+    from es_rerank.data.candidates import read_candidates, write_candidates
+    from es_rerank.evaluation.fusion_fit import judged_qrels, score_candidates
     from es_rerank.training.evaluate import FUSED_SYSTEMS, system_figures
 
     cands = read_candidates(candidates)

@@ -97,7 +97,8 @@ def fusion_candidates_command(dataset_dir: Path, index: str, split: str, dev_fra
     """
     from es_rerank.data.beir import read_qrels, read_queries
     from es_rerank.errors import DatasetError
-    from es_rerank.evaluation.fusion_fit import collect_candidates, dev_query_ids, write_candidates
+    from es_rerank.data.candidates import collect_candidates, write_candidates
+    from es_rerank.evaluation.fusion_fit import dev_query_ids
     from es_rerank.engine.client import check_reachable, make_client, resolve_url
 
     field_names = tuple(f.strip() for f in fields.split(",") if f.strip())
@@ -177,7 +178,8 @@ def score_candidates_command(candidates: Path, dense_dir: Path | None, ce_dir: P
     """Add dense and/or cross-encoder scores to a candidates file. Needs no OpenSearch."""
     from es_rerank.scoring.bi_encoder import DenseScorer
     from es_rerank.errors import ConfigError
-    from es_rerank.evaluation.fusion_fit import read_candidates, score_candidates, write_candidates
+    from es_rerank.data.candidates import read_candidates, write_candidates
+    from es_rerank.evaluation.fusion_fit import score_candidates
 
     if dense_dir is None and ce_dir is None:
         raise ConfigError("nothing to score with", hint="pass --dense EXPORT_DIR and/or --ce EXPORT_DIR")
@@ -232,7 +234,8 @@ def fit_fusion_command(scored: Path, qrels_path: Path, inputs: str | None, norms
     from es_rerank.data.beir import read_qrels
     from es_rerank.errors import ConfigError
     from es_rerank.scoring.fusion import INPUTS, NORMS
-    from es_rerank.evaluation.fusion_fit import curve_json, curve_table, fit_weights, read_candidates, recipe_dict
+    from es_rerank.data.candidates import read_candidates
+    from es_rerank.evaluation.fusion_fit import curve_json, curve_table, fit_weights, recipe_dict
 
     cands = read_candidates(scored)
     split = cands.meta.get("split")
@@ -287,7 +290,8 @@ def bench_fusion_command(scored: Path, qrels_path: Path, weights_path: Path | No
 
     from es_rerank.data.beir import read_qrels
     from es_rerank.scoring.fusion import load_weights
-    from es_rerank.evaluation.fusion_fit import evaluate_systems, read_candidates
+    from es_rerank.data.candidates import read_candidates
+    from es_rerank.evaluation.fusion_fit import evaluate_systems
 
     cands = read_candidates(scored)
     split = cands.meta.get("split") or "test"

@@ -1,116 +1,138 @@
-"""Candidate sets: queries with the documents a reranker would score for them.
+"""The one candidates file: each query's BM25 top-k, with their scores and texts.
 
-A candidates file is JSON lines, one query per line::
+Fusion fitting, `adapt`, the scorer benchmark and the export parity check all read it, so it can
+be written next to the index and carried to a machine without OpenSearch (the GPU machine).
+JSON lines, gzipped when the name ends in `.gz`; document texts are stored once each::
 
-    {"query_id": "1", "query": "0-dimensional biomaterials ...", "doc_ids": ["31715818", ...],
-     "docs": ["Microstructural development of human ...", ...]}
+    {"type": "meta", "format": "es-rerank-candidates", "version": 1, "index": "scifact", ...}
+    {"type": "doc", "id": "4983", "text": "Microstructural development ..."}
+    {"type": "query", "id": "1", "text": "...", "doc_ids": ["4983", ...], "scores": {"bm25": [...]}}
 
-(`query_id` and `doc_ids` are optional; `.gz` files are read and written gzipped.) It lets
-the scorer benchmark and the export parity check run on real BM25 candidates where no
-OpenSearch runs: write the file next to the index, carry it to the GPU machine.
+A query's score columns are named by `SCORE_COLUMNS` (`bm25` from the engine, `ce` and `dense`
+added by scoring the file). `windows()` gives the plain (query, document texts) view that a
+scorer consumes.
 
 Example:
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "top2.jsonl.gz"
-    >>> _ = write_candidates(path, [QueryCandidates("1", "gene therapy", ("doc a", "doc b"), ("d1", "d2"))])
-    >>> [(c.query, c.docs, c.doc_ids) for c in read_candidates(path)]
+    >>> cands = CandidateSet({}, {"d1": "doc a", "d2": "doc b"}, [QueryCandidates("1", "gene therapy", ["d1", "d2"])])
+    >>> write_candidates(cands, path)
+    >>> [(w.query, w.docs, w.doc_ids) for w in read_candidates(path).windows()]
     [('gene therapy', ('doc a', 'doc b'), ('d1', 'd2'))]
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
 
 from es_rerank.data.beir import iter_corpus_docs, read_qrels, read_queries
-from es_rerank.errors import DatasetError
-from es_rerank.engine.bm25_query import DEFAULT_FIELDS, search_bm25
 from es_rerank.data.textfiles import open_text
+from es_rerank.engine.bm25_query import DEFAULT_FIELDS, search_bm25
+from es_rerank.errors import ConfigError, DatasetError
+
+FORMAT = "es-rerank-candidates"
+VERSION = 1
+# Score columns a query may carry: the cross-encoder's, BM25's and the bi-encoder's.
+SCORE_COLUMNS = ("ce", "bm25", "dense")
+MAKE_HINT = "make one with `es-rerank fusion-candidates` or `es-rerank bench scorer --write-candidates FILE`"
+
+
+@dataclass
+class QueryCandidates:
+    """One query's candidates in rank order, with one score array per column."""
+
+    query_id: str
+    text: str
+    doc_ids: list[str]
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class QueryCandidates:
-    """One query and its candidate documents' texts (in retrieval order)."""
+class TextWindow:
+    """A query and the texts of its candidates, in rank order: what a scorer is given."""
 
     query_id: str
     query: str
     docs: tuple[str, ...]
     doc_ids: tuple[str, ...] = ()
 
-    def head(self, k: int) -> "QueryCandidates":
+    def head(self, k: int) -> "TextWindow":
         """The first `k` candidates.
 
         Example:
-            >>> QueryCandidates("1", "q", ("a", "b", "c")).head(2).docs
+            >>> TextWindow("1", "q", ("a", "b", "c")).head(2).docs
             ('a', 'b')
         """
-        return QueryCandidates(self.query_id, self.query, self.docs[:k], self.doc_ids[:k])
+        return TextWindow(self.query_id, self.query, self.docs[:k], self.doc_ids[:k])
 
 
-def read_candidates(path: str | Path) -> list[QueryCandidates]:
-    """Read a candidates file (JSON lines, optionally gzipped).
+@dataclass
+class CandidateSet:
+    """A whole candidates file: provenance, document texts, queries."""
 
-    Example:
-        >>> read_candidates("missing.jsonl")
-        Traceback (most recent call last):
-        ...
-        es_rerank.errors.DatasetError: candidates file missing.jsonl does not exist (write one with `es-rerank bench scorer --write-candidates FILE`)
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"candidates file {path} does not exist",
-                           hint="write one with `es-rerank bench scorer --write-candidates FILE`")
-    items = []
-    with open_text(path) as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if line.strip():
-                items.append(_parse_line(path.name, line_no, line))
-    if not items:
-        raise DatasetError(f"candidates file {path} holds no queries", hint="write it again with --write-candidates")
-    return items
+    meta: dict
+    docs: dict[str, str]
+    queries: list[QueryCandidates]
 
+    def inputs(self) -> tuple[str, ...]:
+        """Score columns every query has, in `SCORE_COLUMNS` order.
 
-def write_candidates(path: str | Path, items: Iterable[QueryCandidates]) -> Path:
-    """Write candidates as JSON lines (gzipped when `path` ends in .gz).
+        Example:
+            >>> CandidateSet({}, {}, [QueryCandidates("1", "q", ["d"], {"bm25": np.ones(1)})]).inputs()
+            ('bm25',)
+        """
+        present = [name for name in SCORE_COLUMNS if all(name in q.scores for q in self.queries)]
+        return tuple(present) if self.queries else ()
 
-    Example:
-        >>> import tempfile
-        >>> path = Path(tempfile.mkdtemp()) / "top1.jsonl"
-        >>> print(write_candidates(path, [QueryCandidates("1", "q", ("a",), ("d1",))]).read_text(), end="")
-        {"query_id": "1", "query": "q", "doc_ids": ["d1"], "docs": ["a"]}
-    """
-    path = Path(path)
-    lines = "".join(json.dumps({"query_id": c.query_id, "query": c.query, "doc_ids": list(c.doc_ids),
-                                "docs": list(c.docs)}, ensure_ascii=False) + "\n" for c in items)
-    data = lines.encode("utf-8")
-    path.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
-    return path
+    def windows(self) -> list[TextWindow]:
+        """Each query with its candidates' texts.
+
+        Example:
+            >>> CandidateSet({}, {"d": "text"}, [QueryCandidates("1", "q", ["d"])]).windows()
+            [TextWindow(query_id='1', query='q', docs=('text',), doc_ids=('d',))]
+        """
+        return [TextWindow(q.query_id, q.text, tuple(self.docs[d] for d in q.doc_ids), tuple(q.doc_ids))
+                for q in self.queries]
 
 
-def fetch_bm25(client, index: str, queries: Mapping[str, str], k: int,
-               fields: Sequence[str] = DEFAULT_FIELDS) -> list[QueryCandidates]:
-    """Each query's BM25 top-`k` from `index`, with the texts the reranker would score.
+def collect_candidates(client, index: str, queries: Mapping[str, str], depth: int,
+                       fields: Sequence[str] = DEFAULT_FIELDS, meta: Mapping[str, object] | None = None,
+                       progress: Callable[[Sequence], Iterable] | None = None) -> CandidateSet:
+    """Run the served BM25 query (`bm25_query.search_bm25`) for each query; keep ids, scores, texts.
 
     The document text is `Hit.text(fields)`, the same text the proxy reranks.
     """
-    items = []
-    for query_id, text in queries.items():
-        hits = search_bm25(client, index, text, k, fields, source=list(fields))
-        items.append(QueryCandidates(query_id, text, tuple(h.text(tuple(fields)) for h in hits),
-                                     tuple(h.doc_id for h in hits)))
-    return items
+    if not isinstance(depth, int) or depth < 1:
+        raise ConfigError(f"candidate depth must be a positive integer, got {depth!r}", hint="e.g. 100")
+    fields = tuple(fields)
+    meta = dict(meta or {})
+    docs: dict[str, str] = {}
+    result = []
+    items = sorted(queries.items(), key=lambda item: natural_key(item[0]))
+    for query_id, text in (progress(items) if progress else items):
+        hits = search_bm25(client, index, text, depth, fields, source=list(fields))
+        for hit in hits:
+            docs.setdefault(hit.doc_id, hit.text(fields))
+        result.append(QueryCandidates(query_id, text, [h.doc_id for h in hits],
+                                      {"bm25": np.array([h.score for h in hits], dtype=np.float64)}))
+    full_meta = {"type": "meta", "format": FORMAT, "version": VERSION, **meta, "index": index, "depth": depth,
+                 "fields": list(fields), "models": dict(meta.get("models", {}))}  # type: ignore[call-overload]
+    return CandidateSet(full_meta, docs, result)
 
 
 def sample_from_qrels(dataset: str | Path, n_queries: int, k: int, split: str = "test",
-                      seed: int = 0) -> list[QueryCandidates]:
+                      seed: int = 0) -> CandidateSet:
     """Candidates without a search engine: each judged query's judged documents plus seeded
     random corpus documents, `k` in all, for the first `n_queries` judged queries.
 
-    Real texts, though not BM25's choice; for parity checks where no OpenSearch runs.
+    Real texts, though not BM25's choice (so no score columns); for parity checks where no
+    OpenSearch runs.
     """
     queries = read_queries(dataset)
     qrels = read_qrels(dataset, split)
@@ -120,24 +142,124 @@ def sample_from_qrels(dataset: str | Path, n_queries: int, k: int, split: str = 
         raise DatasetError(f"{dataset} has no judged queries or no documents for split {split!r}")
     rng = random.Random(seed)
     all_ids = sorted(corpus)
-    items = []
+    items: list[QueryCandidates] = []
+    docs: dict[str, str] = {}
     for query_id in chosen:
         judged = [d for d in qrels[query_id] if d in corpus][:k]
         others = [d for d in rng.sample(all_ids, min(len(all_ids), k + len(judged))) if d not in judged]
         doc_ids = (judged + others)[:k]
-        items.append(QueryCandidates(query_id, queries[query_id], tuple(corpus[d] for d in doc_ids), tuple(doc_ids)))
-    return items
+        docs.update((d, corpus[d]) for d in doc_ids)
+        items.append(QueryCandidates(query_id, queries[query_id], doc_ids))
+    meta = {"type": "meta", "format": FORMAT, "version": VERSION, "dataset": Path(dataset).name,
+            "sampled_from_qrels": split, "seed": seed, "models": {}}
+    return CandidateSet(meta, docs, items)
 
 
-def _parse_line(name: str, line_no: int, line: str) -> QueryCandidates:
+def write_candidates(cands: CandidateSet, path: str | Path) -> None:
+    """Write the file (gzip when `path` ends in `.gz`); floats are written exactly.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "tiny.jsonl.gz"
+        >>> cands = CandidateSet({"models": {}}, {"a": "xx", "b": "x"},
+        ...                      [QueryCandidates("1", "q", ["a", "b"], {"bm25": np.array([2.0, 1.0])})])
+        >>> write_candidates(cands, path)
+        >>> read_candidates(path).queries[0].scores["bm25"].tolist()
+        [2.0, 1.0]
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**cands.meta, "type": "meta", "format": FORMAT, "version": VERSION, "scores": list(cands.inputs()),
+            "queries": len(cands.queries)}
+    with open_text(path, "w") as handle:
+        handle.write(json.dumps(meta) + "\n")
+        for doc_id, text in cands.docs.items():
+            handle.write(json.dumps({"type": "doc", "id": doc_id, "text": text}, ensure_ascii=False) + "\n")
+        for query in cands.queries:
+            scores = {name: [float(x) for x in values] for name, values in query.scores.items()}
+            handle.write(json.dumps({"type": "query", "id": query.query_id, "text": query.text,
+                                     "doc_ids": query.doc_ids, "scores": scores}, ensure_ascii=False) + "\n")
+
+
+def read_candidates(path: str | Path) -> CandidateSet:
+    """Read and check a file written by `write_candidates`.
+
+    Example:
+        >>> read_candidates("missing.jsonl")
+        Traceback (most recent call last):
+        ...
+        es_rerank.errors.DatasetError: no candidates file at missing.jsonl (make one with `es-rerank fusion-candidates` or `es-rerank bench scorer --write-candidates FILE`)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"no candidates file at {path}", hint=MAKE_HINT)
+    meta, docs, queries = None, {}, []
+    try:
+        with open_text(path) as handle:
+            for line_no, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                record = _parse_line(line, path, line_no)
+                kind = record.get("type")
+                if meta is None:
+                    meta = _check_meta(record, path, line)
+                elif kind == "doc":
+                    docs[str(record["id"])] = str(record["text"])
+                elif kind == "query":
+                    queries.append(_query_from_record(record, path, line_no))
+                else:
+                    raise DatasetError(f"{path}:{line_no}: unknown record type {kind!r}",
+                                       hint="expected meta, doc or query lines")
+    except (OSError, EOFError, KeyError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc!r}", hint="the file is truncated or was edited; "
+                           "make it again") from exc
+    if meta is None:
+        raise DatasetError(f"{path} is empty", hint=MAKE_HINT)
+    missing = {d for q in queries for d in q.doc_ids} - docs.keys()
+    if missing:
+        raise DatasetError(f"{path} names {len(missing)} candidate(s) without text, e.g. {sorted(missing)[0]}",
+                           hint="make the file again; it is incomplete")
+    return CandidateSet(meta, docs, queries)
+
+
+def natural_key(value: str) -> tuple:
+    """Sort key that puts numeric ids in numeric order, before other ids.
+
+    Example:
+        >>> sorted(["10", "b", "2"], key=natural_key)
+        ['2', '10', 'b']
+    """
+    return (0, int(value), "") if value.isdigit() else (1, 0, value)
+
+
+def _check_meta(record: dict, path: Path, line: str) -> dict:
+    if record.get("type") == "meta" and record.get("format") == FORMAT and record.get("version") == VERSION:
+        return record
+    if "query" in record and "docs" in record:
+        raise DatasetError(f"{path} is an older candidates file (one query with inline texts per line)",
+                           hint=f"write it again in the {FORMAT} v{VERSION} format: {MAKE_HINT}")
+    raise DatasetError(f"{path} is not an {FORMAT} v{VERSION} file (first line: {line[:80]!r})", hint=MAKE_HINT)
+
+
+def _parse_line(line: str, path: Path, line_no: int) -> dict:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"{name}:{line_no}: not valid JSON ({exc.msg})",
-                           hint="each line must be an object with \"query\" and \"docs\"") from exc
-    query, docs = (record.get("query"), record.get("docs")) if isinstance(record, dict) else (None, None)
-    if not isinstance(query, str) or not isinstance(docs, list) or not all(isinstance(d, str) for d in docs):
-        raise DatasetError(f"{name}:{line_no}: expected {{\"query\": str, \"docs\": [str, ...]}}",
-                           hint="write the file with `es-rerank bench scorer --write-candidates FILE`")
-    doc_ids = record.get("doc_ids") or []
-    return QueryCandidates(str(record.get("query_id", line_no)), query, tuple(docs), tuple(str(d) for d in doc_ids))
+        raise DatasetError(f"{path}:{line_no}: not JSON ({exc.msg})", hint="make the file again") from exc
+    if not isinstance(record, dict):
+        raise DatasetError(f"{path}:{line_no}: expected a JSON object", hint="make the file again")
+    return record
+
+
+def _query_from_record(record: dict, path: Path, line_no: int) -> QueryCandidates:
+    doc_ids = [str(d) for d in record["doc_ids"]]
+    scores = {}
+    for name, values in record["scores"].items():
+        if name not in SCORE_COLUMNS:
+            raise DatasetError(f"{path}:{line_no}: unknown score {name!r}", hint=f"expected {', '.join(SCORE_COLUMNS)}")
+        array = np.asarray(values, dtype=np.float64)
+        if array.shape != (len(doc_ids),) or not np.isfinite(array).all():
+            raise DatasetError(f"{path}:{line_no}: {name} scores must be {len(doc_ids)} finite numbers",
+                               hint="make the file again")
+        scores[name] = array
+    return QueryCandidates(str(record["id"]), str(record["text"]), doc_ids, scores)

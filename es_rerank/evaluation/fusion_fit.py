@@ -1,13 +1,7 @@
-"""Choosing fusion weights on a dev split, and the "scored candidates" file that feeds it.
+"""Choosing fusion weights on a dev split of a scored candidates file (`data.candidates`).
 
-A scored candidates file (JSON lines, gzipped when the name ends in `.gz`) holds, for each
-query of one split, the BM25 top-k document ids in rank order with their BM25 scores and any
-further scores (`ce`, `dense`); the texts of those documents are stored once each, so the file
-can be scored on a machine without OpenSearch (the GPU machine) and fitted on another::
-
-    {"type": "meta", "format": "es-rerank-candidates", "version": 1, "dataset": "scifact", ...}
-    {"type": "doc", "id": "4983", "text": "Microstructural development ..."}
-    {"type": "query", "id": "1", "text": "...", "doc_ids": ["4983", ...], "scores": {"bm25": [...], "dense": [...]}}
+`score_candidates` adds the `ce` or `dense` column to a file made from the engine's BM25 top-k,
+so it can be scored on a machine without OpenSearch (the GPU machine) and fitted on another.
 
 `fit_weights` grid-searches a simplex of weights over the inputs it is given and keeps the
 setting with the best mean nDCG@10 of the fused ranking (`select="best"`), or, with
@@ -25,23 +19,19 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence, cast
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from es_rerank.data.beir import Qrels
+from es_rerank.data.candidates import CandidateSet, natural_key
 from es_rerank.errors import ConfigError, DatasetError, ScoringError
-from es_rerank.data.textfiles import open_text
 from es_rerank.scoring.fusion import INPUTS, NORMS, FusionWeights, fuse, normalise
 from es_rerank.evaluation.ir_metrics import ndcg_at_k, scored_rankings
 from es_rerank.scoring.cross_encoder import Scorer
 
-FORMAT = "es-rerank-candidates"
-VERSION = 1
 DEV_SALT = "es-rerank-fusion-dev"
 # Systems as docs/benchmarks.json names them: a score column -> the system it ranks by.
 SYSTEM_OF_INPUT = {"bm25": "bm25", "dense": "dense", "ce": "rerank"}
@@ -51,35 +41,6 @@ SELECTIONS = ("best", "one-se")
 SELECTION_RULES = {"best": "highest mean nDCG@10",
                    "one-se": "smallest cross-encoder share of the fused spread among the settings within one "
                              "standard error (per-query paired difference) of the highest mean nDCG@10"}
-
-
-@dataclass
-class QueryCandidates:
-    """One query's BM25 candidates in rank order, with one score array per input."""
-
-    query_id: str
-    text: str
-    doc_ids: list[str]
-    scores: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-@dataclass
-class CandidateSet:
-    """A whole scored candidates file: provenance, document texts, queries."""
-
-    meta: dict
-    docs: dict[str, str]
-    queries: list[QueryCandidates]
-
-    def inputs(self) -> tuple[str, ...]:
-        """Score names every query has, in `fusion.INPUTS` order.
-
-        Example:
-            >>> CandidateSet({}, {}, [QueryCandidates("1", "q", ["d"], {"bm25": np.ones(1)})]).inputs()
-            ('bm25',)
-        """
-        present = [name for name in INPUTS if all(name in q.scores for q in self.queries)]
-        return tuple(present) if self.queries else ()
 
 
 def dev_query_ids(query_ids: Iterable[str], fraction: float, salt: str = DEV_SALT) -> list[str]:
@@ -101,31 +62,7 @@ def dev_query_ids(query_ids: Iterable[str], fraction: float, salt: str = DEV_SAL
         digest = hashlib.sha256(f"{salt}\0{query_id}".encode("utf-8")).digest()
         if int.from_bytes(digest[:8], "big") / 2**64 < fraction:
             chosen.append(query_id)
-    return sorted(chosen, key=_natural_key)
-
-
-def collect_candidates(client, index: str, queries: Mapping[str, str], depth: int, fields: Sequence[str],
-                       meta: Mapping[str, object], progress: Callable[[Sequence], Iterable] | None = None,
-                       ) -> CandidateSet:
-    """Run the served BM25 query (`retrieval.search_bm25`) for each query; keep ids, scores, texts.
-    """
-    from es_rerank.engine.bm25_query import search_bm25
-
-    if not isinstance(depth, int) or depth < 1:
-        raise ConfigError(f"candidate depth must be a positive integer, got {depth!r}", hint="e.g. 100")
-    fields = tuple(fields)
-    docs: dict[str, str] = {}
-    result = []
-    items = sorted(queries.items(), key=lambda item: _natural_key(item[0]))
-    for query_id, text in (progress(items) if progress else items):
-        hits = search_bm25(client, index, text, depth, fields, source=list(fields))
-        for hit in hits:
-            docs.setdefault(hit.doc_id, hit.text(fields))
-        result.append(QueryCandidates(query_id, text, [h.doc_id for h in hits],
-                                      {"bm25": np.array([h.score for h in hits], dtype=np.float64)}))
-    full_meta = {"type": "meta", "format": FORMAT, "version": VERSION, **meta, "index": index, "depth": depth,
-                 "fields": list(fields), "models": dict(cast(Mapping, meta.get("models", {})))}
-    return CandidateSet(full_meta, docs, result)
+    return sorted(chosen, key=natural_key)
 
 
 def score_candidates(cands: CandidateSet, name: str, scorer: Scorer, label: str, chunk_queries: int = 32,
@@ -136,6 +73,7 @@ def score_candidates(cands: CandidateSet, name: str, scorer: Scorer, label: str,
     call (the dense scorer does) embeds a document shared by several queries once per chunk.
 
     Example:
+        >>> from es_rerank.data.candidates import QueryCandidates
         >>> class Length:
         ...     def score_pairs(self, queries, documents):
         ...         return np.array([len(d) for d in documents], dtype=np.float32)
@@ -165,103 +103,6 @@ def score_candidates(cands: CandidateSet, name: str, scorer: Scorer, label: str,
     cands.meta.setdefault("models", {})[name] = label
 
 
-def write_candidates(cands: CandidateSet, path: str | Path) -> None:
-    """Write the file (gzip when `path` ends in `.gz`); floats are written exactly.
-
-    Example:
-        >>> import tempfile
-        >>> path = Path(tempfile.mkdtemp()) / "tiny.jsonl.gz"
-        >>> cands = CandidateSet({"models": {}}, {"a": "xx", "b": "x"},
-        ...                      [QueryCandidates("1", "q", ["a", "b"], {"bm25": np.array([2.0, 1.0])})])
-        >>> write_candidates(cands, path)
-        >>> read_candidates(path).queries[0].scores["bm25"].tolist()
-        [2.0, 1.0]
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {**cands.meta, "type": "meta", "format": FORMAT, "version": VERSION, "scores": list(cands.inputs()),
-            "queries": len(cands.queries)}
-    with open_text(path, "w") as handle:
-        handle.write(json.dumps(meta) + "\n")
-        for doc_id, text in cands.docs.items():
-            handle.write(json.dumps({"type": "doc", "id": doc_id, "text": text}) + "\n")
-        for query in cands.queries:
-            scores = {name: [float(x) for x in values] for name, values in query.scores.items()}
-            handle.write(json.dumps({"type": "query", "id": query.query_id, "text": query.text,
-                                     "doc_ids": query.doc_ids, "scores": scores}) + "\n")
-
-
-def read_candidates(path: str | Path) -> CandidateSet:
-    """Read and check a file written by `write_candidates`.
-
-    Example:
-        >>> import tempfile
-        >>> path = Path(tempfile.mkdtemp()) / "tiny.jsonl"
-        >>> cands = CandidateSet({"models": {"dense": "m"}}, {"a": "xx"},
-        ...                      [QueryCandidates("1", "q", ["a"], {"bm25": np.array([2.0]), "dense": np.array([0.5])})])
-        >>> write_candidates(cands, path)
-        >>> read_candidates(path).inputs()
-        ('bm25', 'dense')
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"no candidates file at {path}", hint="make one with `es-rerank fusion-candidates`")
-    meta, docs, queries = None, {}, []
-    try:
-        with open_text(path) as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                record = _parse_line(line, path, line_no)
-                kind = record.get("type")
-                if line_no == 1:
-                    if kind != "meta" or record.get("format") != FORMAT or record.get("version") != VERSION:
-                        raise DatasetError(f"{path} is not an {FORMAT} v{VERSION} file (first line: {line[:80]!r})",
-                                           hint="make one with `es-rerank fusion-candidates`")
-                    meta = record
-                elif kind == "doc":
-                    docs[str(record["id"])] = str(record["text"])
-                elif kind == "query":
-                    queries.append(_query_from_record(record, path, line_no))
-                else:
-                    raise DatasetError(f"{path}:{line_no}: unknown record type {kind!r}",
-                                       hint="expected meta, doc or query lines")
-    except (OSError, EOFError, KeyError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc!r}", hint="the file is truncated or was edited; "
-                           "make it again") from exc
-    if meta is None:
-        raise DatasetError(f"{path} is empty", hint="make it with `es-rerank fusion-candidates`")
-    missing = {d for q in queries for d in q.doc_ids} - docs.keys()
-    if missing:
-        raise DatasetError(f"{path} names {len(missing)} candidate(s) without text, e.g. {sorted(missing)[0]}",
-                           hint="make the file again; it is incomplete")
-    return CandidateSet(meta, docs, queries)
-
-
-def _parse_line(line: str, path: Path, line_no: int) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}:{line_no}: not JSON ({exc.msg})", hint="make the file again") from exc
-    if not isinstance(record, dict):
-        raise DatasetError(f"{path}:{line_no}: expected a JSON object", hint="make the file again")
-    return record
-
-
-def _query_from_record(record: dict, path: Path, line_no: int) -> QueryCandidates:
-    doc_ids = [str(d) for d in record["doc_ids"]]
-    scores = {}
-    for name, values in record["scores"].items():
-        if name not in INPUTS:
-            raise DatasetError(f"{path}:{line_no}: unknown score {name!r}", hint=f"expected {', '.join(INPUTS)}")
-        array = np.asarray(values, dtype=np.float64)
-        if array.shape != (len(doc_ids),) or not np.isfinite(array).all():
-            raise DatasetError(f"{path}:{line_no}: {name} scores must be {len(doc_ids)} finite numbers",
-                               hint="make the file again")
-        scores[name] = array
-    return QueryCandidates(str(record["id"]), str(record["text"]), doc_ids, scores)
-
-
 def ranking_run(cands: CandidateSet, system: str | FusionWeights) -> dict[str, dict[str, float]]:
     """A scored run (trec_eval's layout) ranking each query's candidates by one input or by fused weights.
 
@@ -269,6 +110,7 @@ def ranking_run(cands: CandidateSet, system: str | FusionWeights) -> dict[str, d
     (incoming BM25 order), not by document id as trec_eval would.
 
     Example:
+        >>> from es_rerank.data.candidates import QueryCandidates
         >>> cands = CandidateSet({}, {}, [QueryCandidates("1", "q", ["a", "b"],
         ...     {"bm25": np.array([2.0, 1.0]), "dense": np.array([0.1, 0.3])})])
         >>> ranking_run(cands, "dense")
@@ -298,6 +140,7 @@ def judged_qrels(cands: CandidateSet, qrels: Qrels) -> Qrels:
     """The judgments of the file's queries; refuses a file whose queries have none.
 
     Example:
+        >>> from es_rerank.data.candidates import QueryCandidates
         >>> cands = CandidateSet({}, {}, [QueryCandidates("1", "q", [])])
         >>> judged_qrels(cands, {"1": {"d": 1}, "2": {"e": 1}})
         {'1': {'d': 1}}
@@ -329,7 +172,7 @@ def per_query_ndcg10(qrels: Qrels, run: Mapping[str, Mapping[str, float]]) -> np
         [0.6309, 0.0]
     """
     found = ndcg_at_k(scored_rankings({q: run[q] for q in qrels if q in run}), qrels, 10)
-    return np.array([found[query_id] for query_id in sorted(qrels, key=_natural_key)], dtype=np.float64)
+    return np.array([found[query_id] for query_id in sorted(qrels, key=natural_key)], dtype=np.float64)
 
 
 def input_spreads(cands: CandidateSet, inputs: Sequence[str], norm: str) -> dict[str, float]:
@@ -339,6 +182,7 @@ def input_spreads(cands: CandidateSet, inputs: Sequence[str], norm: str) -> dict
     weight alone does not say how much an input moves the fused order; weight x spread does.
 
     Example:
+        >>> from es_rerank.data.candidates import QueryCandidates
         >>> cands = CandidateSet({}, {}, [QueryCandidates("1", "q", ["a", "b", "c"],
         ...     {"bm25": np.array([3.0, 2.0, 1.0]), "ce": np.array([9.0, 0.0, 0.0])})])
         >>> {k: round(v, 3) for k, v in input_spreads(cands, ("ce", "bm25"), "minmax").items()}
@@ -580,7 +424,3 @@ def evaluate_systems(cands: CandidateSet, qrels: Qrels, fused: Mapping[str, Fusi
     values = {name: mean_ndcg10(judged, ranking_run(cands, how)) for name, how in systems.items()}
     base = values["bm25"]
     return [SystemScore(name, value, value - base) for name, value in values.items()]
-
-
-def _natural_key(value: str) -> tuple:
-    return (0, int(value), "") if value.isdigit() else (1, 0, value)

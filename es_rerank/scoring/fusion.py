@@ -25,12 +25,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from es_rerank.data.candidates import SCORE_COLUMNS
 from es_rerank.errors import ConfigError, ScoringError
 from es_rerank.scoring.rerank import order_by_scores
 from es_rerank.types import Hit
 
 NORMS = ("zscore", "minmax")
-INPUTS = ("ce", "bm25", "dense")
+INPUTS = SCORE_COLUMNS  # the candidates file names the same columns
 DEFAULT_NORM = "zscore"
 
 

@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from es_rerank.data.candidates import QueryCandidates
+from es_rerank.data.candidates import TextWindow
 from es_rerank.scoring.pair_encoding import EncodedBatch, EncodedPair, PairEncoder, batch_by_length
 
 ScoreBatch = Callable[[EncodedBatch], np.ndarray]
@@ -73,7 +73,7 @@ def synthetic_workload(batch: int, length: int, vocab_size: int, seed: int = 0) 
     return Workload(f"b{batch}_l{length}", "synthetic", [[full]])
 
 
-def real_workload(label: str, candidates: Sequence[QueryCandidates], encoder: PairEncoder,
+def real_workload(label: str, candidates: Sequence[TextWindow], encoder: PairEncoder,
                   batch_size: int) -> tuple[Workload, float]:
     """One call per query over its candidates, batched as the serving scorer batches them;
     also returns the tokenizer's throughput (pairs/s) measured while encoding them.

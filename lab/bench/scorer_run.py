@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from es_rerank.data.candidates import QueryCandidates
+from es_rerank.data.candidates import TextWindow
 from lab.bench.scorer_bench import Timing, Workload, measure, real_workload, synthetic_workload
 from es_rerank.errors import ConfigError
 
@@ -37,7 +37,7 @@ class BenchSettings:
     device: str = "auto"
     systems: tuple[str, ...] | None = None
     synthetic: tuple[tuple[int, int], ...] = ()
-    candidates: tuple[QueryCandidates, ...] = ()
+    candidates: tuple[TextWindow, ...] = ()
     real_label: str = "real"
     batch_size: int | None = None
     max_length: int = 256

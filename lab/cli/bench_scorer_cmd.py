@@ -38,7 +38,7 @@ def _parse_shape(value: str) -> tuple[int, int]:
         help="Full-length synthetic batch shape, repeatable; default: 100x256 on cuda, 10x256 on cpu.")
 @option("--no-synthetic", is_flag=True, help="Skip the synthetic batches.")
 @option("--candidates", "candidates_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-        help="Real candidates file (JSON lines: query, docs) to score, e.g. from --write-candidates.")
+        help="Real candidates file (es-rerank-candidates JSON lines) to score, e.g. from --write-candidates.")
 @option("--dataset", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
         help="BEIR dir whose judged queries fetch BM25 candidates from --index.")
 @option("--index", default=None, help="OpenSearch index holding --dataset's corpus.")
@@ -69,11 +69,12 @@ def bench_scorer(export_dir, checkpoint, random_init, tokenizer_dir, label, devi
     from es_rerank.data.candidates import write_candidates as write_file
     from lab.bench.scorer_run import BenchSettings, figures_table, run_scorer_bench
 
-    candidates, real_label = _real_candidates(candidates_file, dataset, index, split, queries, top_k, opensearch_url)
+    candidates, real_label, fetched = _real_candidates(candidates_file, dataset, index, split, queries, top_k,
+                                                       opensearch_url)
     if write_candidates:
-        if not dataset:
+        if fetched is None:
             raise click.UsageError("--write-candidates needs --dataset and --index to fetch candidates from")
-        write_file(write_candidates, candidates)
+        write_file(fetched, write_candidates)
         click.echo(f"wrote {len(candidates)} queries x up to {top_k} candidates to {write_candidates}", err=True)
         if not (export_dir or checkpoint or random_init):
             return
@@ -122,18 +123,18 @@ def _device(device: str) -> str:
 
 
 def _real_candidates(candidates_file, dataset, index, split, queries, top_k, opensearch_url):
-    """Candidates from a file, or BM25 top-k from the index; and the workload's label."""
-    from es_rerank.data.candidates import fetch_bm25, read_candidates
+    """Candidates from a file, or BM25 top-k from the index; the workload's label; the fetched set, if any."""
+    from es_rerank.data.candidates import collect_candidates, read_candidates
 
     if candidates_file and dataset:
         raise click.UsageError("give either --candidates or --dataset/--index, not both")
     if candidates_file:
-        items = [item.head(top_k) for item in read_candidates(candidates_file)[:queries]]
+        items = [item.head(top_k) for item in read_candidates(candidates_file).windows()[:queries]]
         # "scifact_top100.jsonl.gz" cut to --top-k 20 is labelled scifact_top20
         name = re.sub(r"_top\d+$", "", candidates_file.name.split(".")[0])
-        return items, f"{name}_top{max(len(item.docs) for item in items)}"
+        return items, f"{name}_top{max(len(item.docs) for item in items)}", None
     if not dataset:
-        return [], "real"
+        return [], "real", None
     if not index:
         raise click.UsageError("--dataset needs --index: the OpenSearch index holding its corpus")
     from es_rerank.data.beir import read_qrels, read_queries
@@ -144,4 +145,6 @@ def _real_candidates(candidates_file, dataset, index, split, queries, top_k, ope
     url = resolve_url(opensearch_url)
     client = make_client(url)
     check_reachable(client, url)
-    return fetch_bm25(client, index, {q: all_queries[q] for q in judged}, top_k), f"{dataset.name}_top{top_k}"
+    fetched = collect_candidates(client, index, {q: all_queries[q] for q in judged}, top_k,
+                                 meta={"dataset": dataset.name, "split": split})
+    return fetched.windows(), f"{dataset.name}_top{top_k}", fetched

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from es_rerank.data.candidates import read_candidates
+from es_rerank.data.candidates import natural_key, read_candidates
 from es_rerank.cli import main
 from es_rerank.data.beir import read_qrels, read_queries
 from es_rerank.engine.bm25_query import search_bm25
@@ -18,10 +18,10 @@ def test_candidates_file_holds_the_bm25_top_k(scifact_index, opensearch_url, os_
     result = run_cli("bench", "scorer", "--dataset", str(data_dir / "scifact"), "--index", scifact_index,
                      "--opensearch", opensearch_url, "--queries", "2", "--top-k", "5", "--write-candidates", str(path))
     assert result.returncode == 0, result.stderr
-    items = read_candidates(path)
+    items = read_candidates(path).windows()
     queries = read_queries(data_dir / "scifact")
     first_judged = [q for q in read_qrels(data_dir / "scifact", "test") if q in queries][:2]
-    assert [i.query_id for i in items] == first_judged
+    assert [i.query_id for i in items] == sorted(first_judged, key=natural_key)
     hits = search_bm25(os_client, scifact_index, items[0].query, 5)
     assert list(items[0].doc_ids) == [h.doc_id for h in hits]
     assert list(items[0].docs) == [h.text(("title", "text")) for h in hits]

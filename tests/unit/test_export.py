@@ -58,7 +58,7 @@ def test_int8_stays_within_its_stated_bound(minilm_export, data_dir):
     fp32 = OnnxScorer.load(minilm_export, device="cpu", variant="fp32", threads=2)
     int8 = OnnxScorer.load(minilm_export, device="cpu", variant="int8", threads=2)
     deltas, spreads, overlaps = [], [], []
-    for item in sample_from_qrels(data_dir / "scifact", n_queries=3, k=20, seed=1):
+    for item in sample_from_qrels(data_dir / "scifact", n_queries=3, k=20, seed=1).windows():
         queries = [item.query] * len(item.docs)
         ref, got = fp32.score_pairs(queries, list(item.docs)), int8.score_pairs(queries, list(item.docs))
         deltas.append(np.max(np.abs(ref - got)))

@@ -11,9 +11,9 @@ import yaml
 
 from es_rerank.errors import ConfigError, DatasetError
 from es_rerank.scoring.fusion import FusionWeights, fuse, load_weights
-from es_rerank.evaluation.fusion_fit import (NO_HIT, CandidateSet, QueryCandidates, curve_json, curve_table, dev_query_ids,
-                                  evaluate_systems, fit_weights, mean_ndcg10, ranking_run, read_candidates,
-                                  simplex_grid, write_candidates)
+from es_rerank.data.candidates import CandidateSet, QueryCandidates, read_candidates, write_candidates
+from es_rerank.evaluation.fusion_fit import (NO_HIT, curve_json, curve_table, dev_query_ids, evaluate_systems,
+                                             fit_weights, mean_ndcg10, ranking_run, simplex_grid)
 from tests.conftest import run_cli
 
 

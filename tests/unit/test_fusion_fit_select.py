@@ -11,8 +11,9 @@ import yaml
 
 from es_rerank.errors import ConfigError
 from es_rerank.scoring.fusion import FusionWeights, load_weights
-from es_rerank.evaluation.fusion_fit import (CandidateSet, QueryCandidates, ce_share, curve_json, fit_weights, input_spreads,
-                                  mean_ndcg10, per_query_ndcg10, ranking_run, write_candidates)
+from es_rerank.data.candidates import CandidateSet, QueryCandidates, write_candidates
+from es_rerank.evaluation.fusion_fit import (ce_share, curve_json, fit_weights, input_spreads, mean_ndcg10,
+                                             per_query_ndcg10, ranking_run)
 from tests.conftest import run_cli
 
 

@@ -20,7 +20,7 @@ def scifact_pairs(data_dir):
     """Real (query, document) pairs: judged and random SciFact documents of 3 test queries."""
     from es_rerank.data.candidates import sample_from_qrels
 
-    return sample_from_qrels(data_dir / "scifact", n_queries=3, k=8)
+    return sample_from_qrels(data_dir / "scifact", n_queries=3, k=8).windows()
 
 
 @pytest.fixture(scope="module")
