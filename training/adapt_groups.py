@@ -35,7 +35,7 @@ from typing import Mapping
 import numpy as np
 
 from es_rerank.errors import DatasetError
-from es_rerank.data.textfiles import open_text
+from es_rerank.data.textfiles import json_object, open_text
 
 FORMAT = "es-rerank-adapt-groups"
 VERSION = 1
@@ -158,7 +158,7 @@ def read_adapt_groups(path: str | Path) -> AdaptGroups:
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
-                record = _parse(line, path, line_no)
+                record = json_object(line, f"{path}:{line_no}", "prepare the file again")
                 kind = record.get("type")
                 if line_no == 1:
                     if kind != "meta" or record.get("format") != FORMAT or record.get("version") != VERSION:
@@ -187,16 +187,6 @@ def read_adapt_groups(path: str | Path) -> AdaptGroups:
         raise DatasetError(f"{path} names {len(missing)} document(s) without text, e.g. {sorted(missing)[0]}",
                            hint="the file is incomplete; prepare it again")
     return AdaptGroups(meta, docs, pseudo, labelled)
-
-
-def _parse(line: str, path: Path, line_no: int) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}:{line_no}: not JSON ({exc.msg})", hint="prepare the file again") from exc
-    if not isinstance(record, dict):
-        raise DatasetError(f"{path}:{line_no}: expected a JSON object", hint="prepare the file again")
-    return record
 
 
 def _pseudo(record: Mapping, path: Path, line_no: int) -> PseudoGroup:

@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from es_rerank.data.beir import iter_corpus_docs, read_qrels, read_queries
-from es_rerank.data.textfiles import open_text
+from es_rerank.data.textfiles import json_object, open_text
 from es_rerank.engine.bm25_query import DEFAULT_FIELDS, search_bm25
 from es_rerank.errors import ConfigError, DatasetError
 
@@ -199,7 +199,7 @@ def read_candidates(path: str | Path) -> CandidateSet:
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
-                record = _parse_line(line, path, line_no)
+                record = json_object(line, f"{path}:{line_no}", "make the file again")
                 kind = record.get("type")
                 if meta is None:
                     meta = _check_meta(record, path, line)
@@ -239,16 +239,6 @@ def _check_meta(record: dict, path: Path, line: str) -> dict:
         raise DatasetError(f"{path} is an older candidates file (one query with inline texts per line)",
                            hint=f"write it again in the {FORMAT} v{VERSION} format: {MAKE_HINT}")
     raise DatasetError(f"{path} is not an {FORMAT} v{VERSION} file (first line: {line[:80]!r})", hint=MAKE_HINT)
-
-
-def _parse_line(line: str, path: Path, line_no: int) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}:{line_no}: not JSON ({exc.msg})", hint="make the file again") from exc
-    if not isinstance(record, dict):
-        raise DatasetError(f"{path}:{line_no}: expected a JSON object", hint="make the file again")
-    return record
 
 
 def _query_from_record(record: dict, path: Path, line_no: int) -> QueryCandidates:

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 from pathlib import Path
 from typing import IO, TextIO, cast
+
+from es_rerank.errors import DatasetError
 
 
 def open_text(path: str | Path, mode: str = "r", gzipped: bool | None = None) -> TextIO:
@@ -33,3 +36,23 @@ def read_bytes(path: str | Path) -> bytes:
     """The file's bytes, gunzipped when its name ends in `.gz`."""
     path = Path(path)
     return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+
+
+def json_object(line: str, where: str, hint: str) -> dict:
+    """One JSON-lines record, which must be an object; `where` ("file:line") and `hint` go into the error.
+
+    Example:
+        >>> json_object('{"id": 1}', "f.jsonl:1", "make it again")
+        {'id': 1}
+        >>> json_object("[1]", "f.jsonl:2", "make it again")
+        Traceback (most recent call last):
+        ...
+        es_rerank.errors.DatasetError: f.jsonl:2: expected a JSON object (make it again)
+    """
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{where}: not JSON ({exc.msg})", hint=hint) from exc
+    if not isinstance(record, dict):
+        raise DatasetError(f"{where}: expected a JSON object", hint=hint)
+    return record
