@@ -202,15 +202,13 @@ def load_dense_scorer(export_dir: Path, device: str = "auto", threads: int = 0):
         raise ModelError(f"dense model directory {export_dir} does not exist",
                          hint="pass the directory `es-rerank export-dense` wrote (it holds meta.json and model.onnx)")
     try:
-        import onnxruntime
+        import onnxruntime  # noqa: F401  (missing without the serve extra: say so here, with the fix)
 
         from es_rerank.scoring.bi_encoder import DenseScorer
     except ImportError as exc:
         raise ModelError(f"the dense scorer is unavailable: {exc}",
                          hint="pip install 'es-rerank[serve]' or '[gpu]'") from exc
-    if device == "auto":
-        device = "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
     # The cache keeps embeddings of documents that come back in many windows (popular queries, paging).
     scorer = DenseScorer.load(export_dir, device=device, threads=threads, cache_size=10000)
-    click.echo(f"dense model {export_dir}: {scorer.meta.dim}-dim embeddings on {device}", err=True)
+    click.echo(f"dense model {export_dir}: {scorer.meta.dim}-dim embeddings on {scorer.device}", err=True)
     return scorer

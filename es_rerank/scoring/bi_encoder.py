@@ -1,4 +1,4 @@
-"""Dense bi-encoder scoring without torch: an ONNX sentence encoder run by onnxruntime,
+"""Dense bi-encoder scoring without torch: the embedding-cosine head over `OnnxSession`,
 tokenized by the Rust `tokenizers` library.
 
 The score of a (query, document) pair is the cosine of their embeddings, so it implements
@@ -11,20 +11,21 @@ single output is the L2-normalised pooled embedding, `tokenizer.json`, and `meta
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from es_rerank.errors import ModelError, ScoringError, ScoringOutOfMemory
+from es_rerank.errors import ModelError, ScoringError
+from es_rerank.scoring.onnx_session import EncodedBatch, EncodedPair, OnnxSession, batch_by_length, check_device
+from es_rerank.scoring.pair_encoding import TextCache, load_tokenizer
+from es_rerank.scoring.validity import check_scores
 
 META_FILE = "meta.json"
 KIND = "bi-encoder"
 FORMAT_VERSION = 1
-DEVICES = ("cpu", "cuda")
+EXPORT_HINT = "re-export with `es-rerank export-dense`"
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class DenseMeta:
     def from_dict(cls, data: object, where: str) -> "DenseMeta":
         """Validate a parsed `meta.json`; `where` names the file in error messages."""
         if not isinstance(data, dict):
-            raise ModelError(f"{where} is not a JSON object", hint="re-export with `es-rerank export-dense`")
+            raise ModelError(f"{where} is not a JSON object", hint=EXPORT_HINT)
         if data.get("kind") != KIND:
             raise ModelError(f"{where} has kind {data.get('kind')!r}, expected {KIND!r}",
                              hint="pass a directory made by `es-rerank export-dense` (a cross-encoder export "
@@ -66,12 +67,12 @@ class DenseMeta:
         for key, kind in expected.items():
             if not isinstance(data.get(key), kind) or (kind is int and isinstance(data.get(key), bool)):
                 raise ModelError(f"{where}: {key} should be a {kind.__name__}, got {data.get(key)!r}",
-                                 hint="re-export with `es-rerank export-dense`")
+                                 hint=EXPORT_HINT)
         unknown_inputs = set(data["input_names"]) - {"input_ids", "attention_mask", "token_type_ids"}
         if unknown_inputs or "input_ids" not in data["input_names"]:
             raise ModelError(f"{where}: input_names {data['input_names']} are not a subset of "
                              "input_ids, attention_mask, token_type_ids including input_ids",
-                             hint="re-export with `es-rerank export-dense`")
+                             hint=EXPORT_HINT)
         if data["max_length"] < 2:
             raise ModelError(f"{where}: max_length {data['max_length']} is too small", hint="expected e.g. 256")
         return cls(onnx=data["onnx"], tokenizer=data["tokenizer"], max_length=data["max_length"],
@@ -89,7 +90,7 @@ def read_meta(export_dir: str | Path) -> DenseMeta:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"cannot read {path}: {exc}", hint="re-export with `es-rerank export-dense`") from exc
+        raise ModelError(f"cannot read {path}: {exc}", hint=EXPORT_HINT) from exc
     return DenseMeta.from_dict(data, str(path))
 
 
@@ -102,56 +103,38 @@ class DenseScorer:
     texts are kept, so a document that comes back in many windows is embedded once.
     """
 
-    def __init__(self, session, tokenizer, meta: DenseMeta, batch_size: int = 64, cache_size: int = 0) -> None:
+    def __init__(self, session: OnnxSession, tokenizer, meta: DenseMeta, batch_size: int = 64,
+                 cache_size: int = 0) -> None:
+        """Use `DenseScorer.load`; `tokenizer` is a `tokenizers.Tokenizer` that truncates to `meta.max_length`."""
         for name, value, low in (("batch_size", batch_size, 1), ("cache_size", cache_size, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ModelError(f"{name} must be an integer >= {low}, got {value!r}", hint="e.g. 64")
         self.session = session
+        self.device = session.device
         self.tokenizer = tokenizer
         self.meta = meta
         self.batch_size = batch_size
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._cache: TextCache[np.ndarray] = TextCache(cache_size)
 
     @classmethod
     def load(cls, export_dir: str | Path, device: str = "cpu", batch_size: int = 64,
              threads: int = 0, cache_size: int = 0) -> "DenseScorer":
         """Open an export made by `es-rerank export-dense`.
 
-        `device` is `cpu` or `cuda` (needs onnxruntime-gpu); `threads` caps CPU intra-op threads
-        (0: onnxruntime's default); `cache_size` is how many text embeddings to keep (0: none).
+        `device` is "cpu", "cuda" (needs onnxruntime-gpu) or "auto" (CUDA when it can run here);
+        `threads` caps CPU intra-op threads (0: onnxruntime's default); `cache_size` is how many
+        text embeddings to keep (0: none).
         """
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
-        if device not in DEVICES:
-            raise ModelError(f"device must be one of {', '.join(DEVICES)}, got {device!r}", hint="use cpu or cuda")
+        check_device(device)
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
             raise ModelError(f"threads must be an integer >= 0, got {threads!r}", hint="0 lets onnxruntime choose")
         export_dir = Path(export_dir)
         meta = read_meta(export_dir)
-        for name in (meta.onnx, meta.tokenizer):
-            if not (export_dir / name).is_file():
-                raise ModelError(f"{export_dir / name} is missing though {META_FILE} names it",
-                                 hint="re-export with `es-rerank export-dense`")
-        providers = ["CPUExecutionProvider"]
-        if device == "cuda":
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ModelError("device cuda asked for, but this onnxruntime has no CUDAExecutionProvider",
-                                 hint="install onnxruntime-gpu, or use --device cpu")
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        # Idle worker threads would otherwise spin between runs, taking CPU from the proxy's loop.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            session = ort.InferenceSession(str(export_dir / meta.onnx), sess_options=options, providers=providers)
-            tokenizer = Tokenizer.from_file(str(export_dir / meta.tokenizer))
-        except Exception as exc:  # onnxruntime and tokenizers raise their own untyped errors
-            raise ModelError(f"cannot load the bi-encoder in {export_dir}: {exc}",
-                             hint="re-export with `es-rerank export-dense`") from exc
-        tokenizer.no_padding()  # we pad per length-sorted batch ourselves
+        tokenizer = load_tokenizer(export_dir / meta.tokenizer, EXPORT_HINT)
+        session = OnnxSession.open(export_dir / meta.onnx, device, meta.input_names, meta.output_name,
+                                   hint=EXPORT_HINT, unit="texts", threads=threads or None)
+        tokenizer.no_padding()  # batch_by_length pads each length-sorted batch
         tokenizer.enable_truncation(meta.max_length)
         return cls(session, tokenizer, meta, batch_size=batch_size, cache_size=cache_size)
 
@@ -161,20 +144,19 @@ class DenseScorer:
         prepared = [self._prepare(text) for text in texts]
         out = np.empty((len(prepared), self.meta.dim), dtype=np.float32)
         missing = []
-        with self._cache_lock:
-            for i, text in enumerate(prepared):
-                cached = self._cache.get(text)
-                if cached is None:
-                    missing.append(i)
-                else:
-                    self._cache.move_to_end(text)
-                    out[i] = cached
+        for i, cached in enumerate(self._cache.get_many(prepared)):
+            if cached is None:
+                missing.append(i)
+            else:
+                out[i] = cached
         if missing:
             unique = list(dict.fromkeys(prepared[i] for i in missing))
             vectors = self._embed_uncached(unique)
             row = {text: j for j, text in enumerate(unique)}
             out[missing] = vectors[[row[prepared[i]] for i in missing]]
-            self._remember(unique, vectors)
+            if self.cache_size:
+                self._cache.put_many({text: vector.copy() for text, vector
+                                      in zip(unique[-self.cache_size:], vectors[-self.cache_size:])})
         return out
 
     def _embed_uncached(self, prepared: list[str]) -> np.ndarray:
@@ -183,22 +165,11 @@ class DenseScorer:
         except Exception as exc:
             raise ScoringError(f"tokenizing {len(prepared)} texts failed: {exc}",
                                hint="texts must be strings") from exc
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        texts = [EncodedPair(e.ids, e.type_ids) for e in encodings]
         out = np.empty((len(prepared), self.meta.dim), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            out[rows] = self._run([encodings[i] for i in rows])
+        for batch in batch_by_length(texts, self.batch_size, self.meta.pad_id, max_width=self.meta.max_length):
+            out[batch.rows] = self._run(batch)
         return out
-
-    def _remember(self, texts: list[str], vectors: np.ndarray) -> None:
-        if self.cache_size == 0:
-            return
-        with self._cache_lock:
-            for text, vector in zip(texts[-self.cache_size:], vectors[-self.cache_size:]):
-                self._cache[text] = vector.copy()
-                self._cache.move_to_end(text)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
 
     def score_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
         """Cosine of `queries[i]` and `documents[i]` embeddings; float32, input order.
@@ -210,7 +181,9 @@ class DenseScorer:
             return np.zeros(0, dtype=np.float32)
         vectors = self.embed([*queries, *documents])  # repeated texts are embedded once
         left, right = vectors[:len(queries)], vectors[len(queries):]
-        return np.einsum("ij,ij->i", left, right).astype(np.float32)
+        scores = np.einsum("ij,ij->i", left, right).astype(np.float32)
+        check_scores(scores, len(documents), "the bi-encoder")
+        return scores
 
     def _prepare(self, text: str) -> str:
         if not isinstance(text, str):
@@ -218,23 +191,10 @@ class DenseScorer:
         text = text.strip()
         return text.lower() if self.meta.lowercase else text
 
-    def _run(self, encodings) -> np.ndarray:
-        width = max(len(e.ids) for e in encodings)
-        feeds = {"input_ids": np.full((len(encodings), width), self.meta.pad_id, dtype=np.int64),
-                 "attention_mask": np.zeros((len(encodings), width), dtype=np.int64),
-                 "token_type_ids": np.zeros((len(encodings), width), dtype=np.int64)}
-        for i, encoding in enumerate(encodings):
-            n = len(encoding.ids)
-            feeds["input_ids"][i, :n] = encoding.ids
-            feeds["attention_mask"][i, :n] = encoding.attention_mask
-            feeds["token_type_ids"][i, :n] = encoding.type_ids
-        try:
-            (embeddings,) = self.session.run([self.meta.output_name],
-                                             {name: feeds[name] for name in self.meta.input_names})
-        except Exception as exc:
-            if "out of memory" in str(exc).lower():
-                raise ScoringOutOfMemory(f"bi-encoder ran out of memory on a batch of {len(encodings)}",
-                                         hint="lower the batch size") from exc
-            raise ScoringError(f"bi-encoder inference failed: {exc}", hint="check the export with "
-                               "`es-rerank export-dense` parity output") from exc
+    def _run(self, batch: EncodedBatch) -> np.ndarray:
+        embeddings = self.session.run(batch)
+        if embeddings.shape != (batch.shape[0], self.meta.dim):
+            raise ScoringError(f"the bi-encoder returned embeddings of shape {embeddings.shape} for "
+                               f"{batch.shape[0]} texts; expected ({batch.shape[0]}, {self.meta.dim})",
+                               hint=EXPORT_HINT)
         return embeddings

@@ -20,84 +20,17 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Generic, Iterator, Mapping, Sequence, TypeVar
 
-import numpy as np
+from es_rerank.errors import ModelError
+from es_rerank.scoring.onnx_session import EncodedBatch, EncodedPair, batch_by_length
 
 # Documents are cut to this many characters per token of budget before tokenizing, so a
 # megabyte of text costs no more than a page; the cut is widened when it proves too short.
 # (English WordPiece averages ~4.5 characters per token; 99% of SciFact is under 6.)
 CHARS_PER_TOKEN_BUDGET = 6
-# Batches are padded to a multiple of this many tokens: fewer distinct shapes for the runtime
-# to plan for, and tensor-core friendly widths on GPUs.
-PAD_MULTIPLE = 8
 _SPACES = (" ", "\n", "\t", "\r")
-
-
-@dataclass(frozen=True)
-class EncodedPair:
-    """One pair's token ids, token type ids (segment ids) and its length, unpadded."""
-
-    ids: list[int]
-    type_ids: list[int]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-@dataclass(frozen=True)
-class EncodedBatch:
-    """A padded batch: int64 arrays of shape (rows, width), and where each row came from.
-
-    `rows[i]` is the position, in the caller's input, of the pair in row `i`.
-
-    Example:
-        >>> batch = EncodedBatch.pad([EncodedPair([101, 7, 102], [0, 0, 0])], np.array([0]), pad_id=0, multiple=4)
-        >>> batch.input_ids.tolist(), batch.attention_mask.tolist()
-        ([[101, 7, 102, 0]], [[1, 1, 1, 0]])
-    """
-
-    input_ids: np.ndarray
-    attention_mask: np.ndarray
-    token_type_ids: np.ndarray
-    rows: np.ndarray
-
-    @classmethod
-    def pad(cls, pairs: Sequence[EncodedPair], rows: np.ndarray, pad_id: int, multiple: int = 1,
-            max_width: int | None = None) -> "EncodedBatch":
-        """Pad `pairs` to the longest one, rounded up to `multiple` (never past `max_width`)."""
-        longest = max((len(p) for p in pairs), default=1)
-        width = -(-longest // multiple) * multiple
-        if max_width is not None:
-            width = max(longest, min(width, max_width))
-        input_ids = np.full((len(pairs), width), pad_id, dtype=np.int64)
-        attention_mask = np.zeros((len(pairs), width), dtype=np.int64)
-        token_type_ids = np.zeros((len(pairs), width), dtype=np.int64)
-        for row, pair in enumerate(pairs):
-            n = len(pair)
-            input_ids[row, :n] = pair.ids
-            attention_mask[row, :n] = 1
-            token_type_ids[row, :n] = pair.type_ids
-        return cls(input_ids, attention_mask, token_type_ids, np.asarray(rows, dtype=np.int64))
-
-    def arrays(self, names: Sequence[str]) -> dict[str, np.ndarray]:
-        """The model inputs by name, e.g. ("input_ids", "attention_mask").
-
-        Example:
-            >>> b = EncodedBatch.pad([EncodedPair([5], [0])], np.array([0]), pad_id=0)
-            >>> sorted(b.arrays(["input_ids", "attention_mask"]))
-            ['attention_mask', 'input_ids']
-        """
-        known = {"input_ids": self.input_ids, "attention_mask": self.attention_mask,
-                 "token_type_ids": self.token_type_ids}
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise ValueError(f"unknown model input(s) {unknown}; expected some of {sorted(known)}")
-        return {name: known[name] for name in names}
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.input_ids.shape
+V = TypeVar("V")
 
 
 class PairEncoder:
@@ -128,12 +61,7 @@ class PairEncoder:
         tokenizer.no_truncation()
         tokenizer.no_padding()
         self.specials = tokenizer.num_special_tokens_to_add(True)
-        room = max_length - self.specials - query_max_length
-        if room < 1:
-            raise ValueError(
-                f"query_max_length {query_max_length} leaves no room for the document within max_length "
-                f"{max_length} ({self.specials} special tokens); expected query_max_length <= "
-                f"{max_length - self.specials - 1}")
+        check_query_room(max_length, query_max_length, self.specials)
         self.tokenizer = tokenizer
         # encode_batch_fast (tokenizers >= 0.20) skips character offsets, which are not needed here
         self._encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
@@ -143,7 +71,7 @@ class PairEncoder:
         self._template = PairTemplate.learn(tokenizer)
         # The most a document can take: the whole budget when the query is empty.
         self._doc_budget = max_length - self.specials
-        self._doc_cache = DocumentCache(doc_cache_size)
+        self._doc_cache: TextCache[list[int]] = TextCache(doc_cache_size)
 
     @classmethod
     def from_file(cls, path: str | Path, max_length: int, query_max_length: int, pad_id: int,
@@ -178,12 +106,8 @@ class PairEncoder:
         for text, encoding in zip(unique, self._encode_batch(unique, add_special_tokens=False)):
             query_ids[text] = encoding.ids[: self.query_max_length]
         doc_ids = self._document_ids(documents)
-        template = self._template
-        pairs = []
-        for query, ids in zip(queries, doc_ids):
-            q = query_ids[query]
-            pairs.append(template.join(q, ids[: self._doc_budget - len(q)]))
-        return pairs
+        fit, max_length = self._template.fit, self.max_length
+        return [fit(query_ids[query], ids, max_length) for query, ids in zip(queries, doc_ids)]
 
     def _document_ids(self, documents: Sequence[str]) -> list[list[int]]:
         """Each document's token ids up to the largest budget, from the cache where possible."""
@@ -248,6 +172,22 @@ class PairTemplate:
     query_type: int
     doc_type: int
 
+    @property
+    def specials(self) -> int:
+        """How many special tokens the template adds around a pair."""
+        return len(self.prefix) + len(self.middle) + len(self.suffix)
+
+    def fit(self, query_ids: list[int], doc_ids: list[int], max_length: int) -> EncodedPair:
+        """The pair cut to `max_length` tokens by shortening only the document (the query is cut
+        to its own budget before).
+
+        Example:
+            >>> t = PairTemplate([101], [0], [102], [0], [102], [1], query_type=0, doc_type=1)
+            >>> t.fit([7, 8], [9, 10, 11], max_length=6).ids
+            [101, 7, 8, 102, 9, 102]
+        """
+        return self.join(query_ids, doc_ids[: max_length - self.specials - len(query_ids)])
+
     def join(self, query_ids: list[int], doc_ids: list[int]) -> EncodedPair:
         ids = self.prefix + query_ids + self.middle + doc_ids + self.suffix
         types = (self.prefix_types + [self.query_type] * len(query_ids) + self.middle_types
@@ -289,60 +229,82 @@ def _find(haystack: list[int], needle: list[int], start: int) -> int:
                      "special tokens around the pair")
 
 
-class DocumentCache:
-    """A thread-safe LRU map from document text to its token ids; size 0 disables it.
+class TextCache(Generic[V]):
+    """A thread-safe LRU map from a text to what was computed from it (token ids, an embedding);
+    size 0 disables it.
 
     Example:
-        >>> cache = DocumentCache(1)
+        >>> cache = TextCache(1)
         >>> cache.put_many({"a": [1], "b": [2]})
-        >>> cache.get_many(["a", "b"])
-        [None, [2]]
+        >>> cache.get_many(["a", "b"]), len(cache)
+        ([None, [2]], 1)
     """
 
     def __init__(self, size: int) -> None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ValueError(f"doc_cache_size must be a non-negative int, got {size!r}")
+            raise ValueError(f"cache size must be a non-negative int, got {size!r}")
         self.size = size
-        self._items: OrderedDict[str, list[int]] = OrderedDict()
+        self._items: OrderedDict[str, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_many(self, texts: Sequence[str]) -> list[list[int] | None]:
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get_many(self, texts: Sequence[str]) -> list[V | None]:
         if not self.size:
             return [None] * len(texts)
         with self._lock:
             found = []
             for text in texts:
-                ids = self._items.get(text)
-                if ids is not None:
+                value = self._items.get(text)
+                if value is not None:
                     self._items.move_to_end(text)
-                found.append(ids)
+                found.append(value)
             return found
 
-    def put_many(self, items: dict[str, list[int]]) -> None:
+    def put_many(self, items: Mapping[str, V]) -> None:
         if not self.size:
             return
         with self._lock:
-            for text, ids in items.items():
-                self._items[text] = ids
+            for text, value in items.items():
+                self._items[text] = value
                 self._items.move_to_end(text)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
 
-def batch_by_length(pairs: Sequence[EncodedPair], batch_size: int, pad_id: int,
-                    max_width: int | None = None) -> Iterator[EncodedBatch]:
-    """Sort pairs by length and cut the sorted list into padded batches of at most `batch_size`.
+def check_query_room(max_length: int, query_max_length: int, specials: int) -> None:
+    """Refuse length limits under which a pair with a full-length query has no room for a document.
 
     Example:
-        >>> pairs = [EncodedPair([1] * n, [0] * n) for n in (9, 2, 8, 3)]
-        >>> [(b.rows.tolist(), b.shape[1]) for b in batch_by_length(pairs, 2, pad_id=0)]
-        [([1, 3], 8), ([2, 0], 16)]
+        >>> check_query_room(16, 14, specials=3)
+        Traceback (most recent call last):
+        ...
+        ValueError: query_max_length 14 leaves no room for the document within max_length 16 (3 special tokens); expected query_max_length <= 12
     """
-    lengths = np.array([len(p) for p in pairs], dtype=np.int64)
-    order = np.argsort(lengths, kind="stable")
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        yield EncodedBatch.pad([pairs[i] for i in rows], rows, pad_id, PAD_MULTIPLE, max_width)
+    if max_length - specials - query_max_length < 1:
+        raise ValueError(
+            f"query_max_length {query_max_length} leaves no room for the document within max_length "
+            f"{max_length} ({specials} special tokens); expected query_max_length <= {max_length - specials - 1}")
+
+
+def load_tokenizer(path: Path, hint: str):
+    """The `tokenizers.Tokenizer` in a `tokenizer.json` an export's meta.json names; `hint` says how to re-export.
+
+    Example:
+        >>> load_tokenizer(Path("no/tokenizer.json"), "export again")
+        Traceback (most recent call last):
+        ...
+        es_rerank.errors.ModelError: tokenizer file no/tokenizer.json named by meta.json is missing (export again)
+    """
+    from tokenizers import Tokenizer
+
+    if not path.is_file():
+        raise ModelError(f"tokenizer file {path} named by meta.json is missing", hint=hint)
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # the Rust library raises its own untyped errors
+        raise ModelError(f"cannot load tokenizer {path}: {exc}", hint=hint) from exc
 
 
 def _prefix(text: str, limit: int) -> str:

@@ -22,7 +22,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from es_rerank.data.candidates import TextWindow
-from es_rerank.scoring.pair_encoding import EncodedBatch, EncodedPair, PairEncoder, batch_by_length
+from es_rerank.scoring.onnx_session import EncodedBatch, EncodedPair, batch_by_length
+from es_rerank.scoring.pair_encoding import PairEncoder
 
 ScoreBatch = Callable[[EncodedBatch], np.ndarray]
 

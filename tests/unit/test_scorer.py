@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from es_rerank.errors import ModelError, ScoringError
-from es_rerank.scoring.pair_encoding import EncodedBatch
 from es_rerank.scoring.cross_encoder import OnnxScorer, Scorer, score
+from es_rerank.scoring.onnx_session import EncodedBatch
 from tests.fixtures_export import minilm_export, one_logit_checkpoint  # noqa: F401
 
 
