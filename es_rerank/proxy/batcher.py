@@ -37,6 +37,7 @@ from es_rerank.proxy.settings import BatchSettings
 from es_rerank.errors import ScoringError, ScoringOutOfMemory
 from es_rerank.proxy.metrics import ProxyMetrics
 from es_rerank.scoring.cross_encoder import Scorer, TwoStageScorer
+from es_rerank.scoring.validity import check_scores
 
 # What a scorer raises for wrong code rather than a failing model (OnnxScorer: a bad argument is a
 # ValueError or TypeError). These reach the search unchanged and are answered as bugs, not BM25 fallbacks.
@@ -183,10 +184,7 @@ class Batcher:
                 queries = [job.query for job in batch for _ in job.documents]
                 raw = self.scorer.score_pairs(queries, documents)
             scores = np.asarray(raw, dtype=np.float32)
-            if scores.shape != (len(documents),):
-                raise ScoringError(f"scorer returned shape {scores.shape} for {len(documents)} pairs")
-            if not np.isfinite(scores).all():  # NaN/inf would order hits arbitrarily and serialise as null
-                raise ScoringError(f"scorer returned {int((~np.isfinite(scores)).sum())} non-finite scores")
+            check_scores(scores, len(documents))
         except ScoringOutOfMemory as exc:
             if len(batch) > 1:  # a merged call ran out of memory: give each search its own, smaller call
                 for job in batch:
