@@ -2,64 +2,22 @@
 
 A training step needs thousands of pairs; tokenizing each again would keep the GPU waiting.
 The ids are stored once per text in flat int32 arrays (cheap to share with forked DataLoader
-workers), and a pair is assembled with the special-token template of the tokenizer's own
-post-processor. The result is the pair `es_rerank.scoring.pair_encoding.PairEncoder` builds at serving
-time (query cut to `query_max_length` tokens, then only the document cut so the pair fits
-`max_length`); a unit test checks that on real SciFact pairs.
+workers). Pairs are joined, cut and padded by the serving code itself (`PairTemplate`,
+`EncodedBatch`), so a training pair is the pair `PairEncoder` builds at serving time (query
+cut to `query_max_length` tokens, then only the document cut so the pair fits `max_length`);
+a unit test checks that on real SciFact pairs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 
-PAD_MULTIPLE = 8  # the serving encoder's padding multiple: tensor-core friendly widths
+from es_rerank.scoring.onnx_session import PAD_MULTIPLE, EncodedBatch, EncodedPair
+from es_rerank.scoring.pair_encoding import PairTemplate, check_query_room
 
-
-@dataclass(frozen=True)
-class PairTemplate:
-    """Special-token ids and type ids around the two sequences: prefix A middle B suffix."""
-
-    prefix: np.ndarray
-    prefix_types: np.ndarray
-    middle: np.ndarray
-    middle_types: np.ndarray
-    suffix: np.ndarray
-    suffix_types: np.ndarray
-    type_a: int
-    type_b: int
-
-    @property
-    def specials(self) -> int:
-        return len(self.prefix) + len(self.middle) + len(self.suffix)
-
-    @classmethod
-    def of(cls, tokenizer) -> "PairTemplate":
-        """Read the template off the tokenizer's post-processor by encoding a probe pair.
-        """
-        probe_a = tokenizer.encode("a", add_special_tokens=False)
-        probe_b = tokenizer.encode("b", add_special_tokens=False)
-        pair = tokenizer.post_process(probe_a, probe_b, add_special_tokens=True)
-        ids, types = list(pair.ids), np.array(pair.type_ids, np.int32)
-        a0 = _find(ids, probe_a.ids, 0)
-        b0 = _find(ids, probe_b.ids, a0 + len(probe_a.ids)) if a0 >= 0 else -1
-        if a0 < 0 or b0 < 0 or probe_a.ids == probe_b.ids:
-            raise ValueError("cannot read the tokenizer's pair template: expected specials, query, specials, "
-                             f"document, specials; got ids {ids}")
-        a1, b1 = a0 + len(probe_a.ids), b0 + len(probe_b.ids)
-        arr = np.array(ids, np.int32)
-        return cls(arr[:a0], types[:a0], arr[a1:b0], types[a1:b0], arr[b1:], types[b1:],
-                   int(types[a0]), int(types[b0]))
-
-
-def _find(haystack: list[int], needle: list[int], start: int) -> int:
-    """Index of the first occurrence of `needle` in `haystack` at or after `start`, or -1."""
-    for i in range(start, len(haystack) - len(needle) + 1):
-        if haystack[i:i + len(needle)] == needle:
-            return i
-    return -1
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 
 class TokenStore:
@@ -72,10 +30,8 @@ class TokenStore:
         self.tokenizer = Tokenizer.from_str(tokenizer.to_str())
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
-        self.template = PairTemplate.of(self.tokenizer)
-        if query_max_length > max_length - self.template.specials - 1:
-            raise ValueError(f"query_max_length {query_max_length} leaves no room for a document within "
-                             f"max_length {max_length}; expected at most {max_length - self.template.specials - 1}")
+        self.template = PairTemplate.learn(self.tokenizer)
+        check_query_room(max_length, query_max_length, self.template.specials)
         self.max_length = max_length
         self.query_max_length = query_max_length
         self.pad_id = pad_id
@@ -128,16 +84,14 @@ class TokenStore:
         row = self._doc_index[doc_id]
         return self._doc_flat[self._doc_offsets[row]:self._doc_offsets[row + 1]]
 
+    def pair(self, qid: str, doc_id: str) -> EncodedPair:
+        """One pair, unpadded, cut to `max_length` as the serving encoder cuts it."""
+        return self.template.fit(self._queries[qid].tolist(), self.document_ids(doc_id).tolist(), self.max_length)
+
     def pair_ids(self, qid: str, doc_id: str) -> tuple[np.ndarray, np.ndarray]:
         """Unpadded (input ids, token type ids) of one pair."""
-        t = self.template
-        query = self._queries[qid]
-        budget = self.max_length - t.specials - len(query)
-        document = self.document_ids(doc_id)[:budget]
-        ids = np.concatenate([t.prefix, query, t.middle, document, t.suffix])
-        types = np.concatenate([t.prefix_types, np.full(len(query), t.type_a, np.int32), t.middle_types,
-                                np.full(len(document), t.type_b, np.int32), t.suffix_types])
-        return ids, types
+        pair = self.pair(qid, doc_id)
+        return np.array(pair.ids, np.int32), np.array(pair.type_ids, np.int32)
 
     def pair_batch(self, qids: Sequence[str], doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """int64 `input_ids`, `token_type_ids`, `attention_mask` of shape (pairs, width), padded to
@@ -145,15 +99,6 @@ class TokenStore:
         """
         if len(qids) != len(doc_ids):
             raise ValueError(f"got {len(qids)} query ids but {len(doc_ids)} document ids; expected one per pair")
-        pairs = [self.pair_ids(q, d) for q, d in zip(qids, doc_ids)]
-        longest = max((len(ids) for ids, _ in pairs), default=1)
-        width = min(max(longest, -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE), self.max_length)
-        width = max(width, longest)
-        input_ids = np.full((len(pairs), width), self.pad_id, np.int64)
-        token_type_ids = np.zeros((len(pairs), width), np.int64)
-        attention_mask = np.zeros((len(pairs), width), np.int64)
-        for row, (ids, types) in enumerate(pairs):
-            input_ids[row, :len(ids)] = ids
-            token_type_ids[row, :len(ids)] = types
-            attention_mask[row, :len(ids)] = 1
-        return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+        pairs = [self.pair(q, d) for q, d in zip(qids, doc_ids)]
+        batch = EncodedBatch.pad(pairs, np.arange(len(pairs)), self.pad_id, PAD_MULTIPLE, self.max_length)
+        return batch.arrays(MODEL_INPUTS)
