@@ -21,11 +21,12 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from es_rerank.data.beir import iter_corpus_docs
-from es_rerank.errors import ConfigError, DatasetError, OpenSearchUnavailable, ScoringError
+from es_rerank.errors import ConfigError, DatasetError, OpenSearchUnavailable
 from es_rerank.data.pseudo_queries import (PseudoQuery, PseudoQuerySettings, SourceDocument, hashed_subset,
                                       make_pseudo_queries, scan_index_documents)
 from es_rerank.engine.bm25_query import DEFAULT_FIELDS, bm25_body, hits_from_response
 from es_rerank.scoring.cross_encoder import Scorer
+from es_rerank.scoring.validity import check_scores
 from es_rerank.training.adapt_groups import AdaptGroups, LabelledGroup, PseudoGroup
 
 Progress = Callable[[Iterable, int, str], Iterable]
@@ -176,10 +177,7 @@ def _score_groups(groups: list[PseudoGroup], texts: dict[str, str], name: str, s
             queries.extend([group.query] * len(entries))
             documents.extend(entries)
         scores = np.asarray(scorer.score_pairs(queries, documents), dtype=np.float64)
-        if scores.shape != (len(documents),) or not np.isfinite(scores).all():
-            raise ScoringError(f"the {name} teacher returned shape {scores.shape} for {len(documents)} pairs, "
-                               f"{int((~np.isfinite(scores)).sum())} of them not finite",
-                               hint="expected one finite score per pair; check the model export")
+        check_scores(scores, len(documents), f"the {name} teacher")
         start = 0
         for group in chunk:
             group.scores[name] = scores[start:start + group.size]

@@ -27,10 +27,11 @@ import numpy as np
 
 from es_rerank.data.beir import Qrels
 from es_rerank.data.candidates import CandidateSet, natural_key
-from es_rerank.errors import ConfigError, DatasetError, ScoringError
+from es_rerank.errors import ConfigError, DatasetError
 from es_rerank.scoring.fusion import INPUTS, NORMS, FusionWeights, fuse, normalise
 from es_rerank.evaluation.ir_metrics import ndcg_at_k, scored_rankings
 from es_rerank.scoring.cross_encoder import Scorer
+from es_rerank.scoring.validity import check_scores
 
 DEV_SALT = "es-rerank-fusion-dev"
 # Systems as docs/benchmarks.json names them: a score column -> the system it ranks by.
@@ -92,10 +93,7 @@ def score_candidates(cands: CandidateSet, name: str, scorer: Scorer, label: str,
         query_texts = [q.text for q in chunk for _ in q.doc_ids]
         doc_texts = [cands.docs[d] for q in chunk for d in q.doc_ids]
         scores = np.asarray(scorer.score_pairs(query_texts, doc_texts))
-        if scores.shape != (len(doc_texts),) or not np.isfinite(scores).all():
-            raise ScoringError(f"the {name} scorer returned shape {scores.shape} with "
-                               f"{int((~np.isfinite(scores)).sum())} non-finite values for {len(doc_texts)} pairs",
-                               hint="expected one finite score per pair; check the model export")
+        check_scores(scores, len(doc_texts), f"the {name} scorer")
         start = 0
         for query in chunk:
             query.scores[name] = scores[start:start + len(query.doc_ids)].astype(np.float64)
