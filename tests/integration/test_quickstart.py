@@ -26,7 +26,9 @@ def test_the_cpu_default_serves_a_system_at_least_as_good_as_bm25(scifact_index,
     ndcg = report["comparisons"][0]["metrics"]["nDCG@10"]
     assert report["queries"]["evaluated"] == 20
     assert ndcg["delta"] >= 0.0, ndcg   # the default path never serves a system below BM25
-    verdict = recorded_verdict(work / "dense", scifact_index)
+    dense = work / "dense-int8-128"  # the CPU default serves the int8 bi-encoder at 128 tokens
+    assert json.loads((dense / "meta.json").read_text())["dtype"] == "int8"
+    verdict = recorded_verdict(dense, scifact_index)
     assert verdict is not None and verdict.delta == ndcg["delta"] and not verdict.harm
     assert f"served on {scifact_index}: BM25 + bi-encoder" in out
 

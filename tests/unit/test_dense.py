@@ -182,3 +182,32 @@ def test_a_missing_local_model_is_not_sent_to_the_hub(tmp_path):
 
     with pytest.raises(ModelError, match="is not a model directory"):
         resolve_source(str(tmp_path / "nope" / "model"))
+
+
+def test_int8_export_is_served_and_keeps_the_ranking_of_real_pairs(model_dir, scifact_pairs, tmp_path):
+    """`--int8` (the quickstart's CPU default): meta.json names the quantized graph, its parity
+    against torch is recorded, and on real SciFact pairs every query still ranks its judged
+    document above the other queries' documents exactly when fp32 does."""
+    from es_rerank.export.bi_encoder import INT8_FILE, INT8_MIN_COSINE, export_bi_encoder
+
+    torch.set_num_threads(2)
+    report = export_bi_encoder(str(model_dir), tmp_path, optimize=True, max_length=128, int8=True)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["onnx"] == INT8_FILE and meta["dtype"] == "int8" and meta["max_length"] == 128
+    assert report.dtype == "int8" and INT8_MIN_COSINE <= report.min_cosine < 1.0
+    assert meta["parity"]["int8"]["min_cosine_to_torch"] == report.min_cosine
+    queries, docs = scifact_pairs
+    reference = torch_mean_pooled(model_dir, queries + docs, max_length=128)
+    int8 = DenseScorer.load(tmp_path, threads=2).embed(queries + docs)
+    assert (reference * int8).sum(axis=1).min() >= INT8_MIN_COSINE
+    n = len(queries)
+    assert ((reference[:n] @ reference[n:].T).argmax(axis=1) == (int8[:n] @ int8[n:].T).argmax(axis=1)).all()
+
+
+def test_an_int8_export_that_drifts_too_far_is_refused_and_cannot_be_loaded(model_dir, tmp_path):
+    from es_rerank.export.bi_encoder import export_bi_encoder
+
+    with pytest.raises(ModelError, match="int8 embeddings keep a cosine of only") as caught:
+        export_bi_encoder(str(model_dir), tmp_path, optimize=True, max_length=32, int8=True, int8_min_cosine=0.99999)
+    assert "without --int8" in caught.value.hint
+    assert not (tmp_path / "meta.json").exists() and (tmp_path / "meta.failed.json").is_file()
