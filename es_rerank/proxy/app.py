@@ -29,7 +29,7 @@ from aiohttp.web_response import ContentCoding
 from multidict import CIMultiDict
 
 from es_rerank.proxy.online_ab.arms import OnlineAb, new_query_id, response_headers
-from es_rerank.evaluation.protocol import BM25, EVENTS_PATH, INTERLEAVE
+from es_rerank.evaluation.protocol import BM25, EVENTS_PATH, INTERLEAVE, OUTCOME_HEADER, REASON_HEADER
 from es_rerank.proxy.settings import IndexRule, ProxySettings, UpstreamSettings  # noqa: F401 (doctest)
 from es_rerank.errors import ConfigError, ScoringError, ScoringOutOfMemory
 from es_rerank.scoring.fusion import fuse
@@ -54,8 +54,6 @@ from es_rerank.scoring.cross_encoder import Scorer
 
 log = logging.getLogger("es_rerank.proxy")
 
-RESULT_HEADER = "X-Rerank"
-REASON_HEADER = "X-Rerank-Reason"
 # Bodies up to this size are read whole (one write upstream); larger ones stream through.
 INLINE_BODY_BYTES = 1 << 20
 WINDOW_CACHE_ENTRIES = 1024
@@ -438,7 +436,7 @@ async def _rerank_msearch(context: ProxyContext, request: web.Request, pairs, pl
     headers = forward_response_headers(up_headers)
     for name in ("Content-Length", "Content-Encoding"):
         headers.popall(name, None)
-    headers[RESULT_HEADER] = ",".join(outcomes)
+    headers[OUTCOME_HEADER] = ",".join(outcomes)
     reply = web.Response(status=200, body=out, headers=headers)
     coding = response_encoding(request.headers.get("Accept-Encoding", ""))
     if coding is not None:
@@ -558,7 +556,7 @@ async def _rerank(context: ProxyContext, request: web.Request, plan: RerankPlan,
         context.metrics.shed.inc(("degrade",))
         context.metrics.requests.inc(("degraded",))
         return await _relay_search_body(context, request, request.raw_path, raw, plan.passthrough_body,
-                                       {RESULT_HEADER: "degraded", REASON_HEADER: "overload"})
+                                       {OUTCOME_HEADER: "degraded", REASON_HEADER: "overload"})
     context.in_flight += 1
     context.metrics.in_flight.set(context.in_flight)
     try:
@@ -634,7 +632,7 @@ async def _rerank_window(context: ProxyContext, request: web.Request, plan: Rera
     headers = forward_response_headers(up_headers)
     for name in ("Content-Length", "Content-Encoding"):
         headers.popall(name, None)
-    headers[RESULT_HEADER] = outcome
+    headers[OUTCOME_HEADER] = outcome
     if reason:
         headers[REASON_HEADER] = reason
     if decision is not None:

@@ -28,13 +28,13 @@ from urllib.parse import unquote, unquote_plus
 
 from es_rerank.proxy.settings import IndexRule, ProxySettings, UpstreamSettings  # noqa: F401 (doctest)
 from es_rerank.errors import ConfigError
+from es_rerank.evaluation.protocol import RERANK_SWITCH_HEADER
 from es_rerank.scoring.fusion import CE_ONLY, FusionWeights, parse_fusion_override
 from es_rerank.proxy.httperror import ProxyHTTPError
 from es_rerank.proxy.jsonio import TooDeep, has_duplicate_keys, loads  # noqa: F401 (loads: doctest)
 from es_rerank.proxy.limits import check_json_depth, raw_json_depth
 from es_rerank.proxy.rawjson import dump_keeping_raw, parse_keeping_raw
 
-SWITCH_HEADER = "X-Rerank"
 SWITCH_OFF_VALUES = frozenset({"off", "false", "0", "no", "disabled"})
 KNOBS = ("enabled", "window", "fields", "query_text", "provenance", "fusion")
 TEXT_QUERIES = ("match", "match_phrase", "match_phrase_prefix", "match_bool_prefix")
@@ -391,8 +391,8 @@ def _url_skip_reason(request: SearchRequest, params: dict[str, str], rule: Index
         return "index not configured for reranking"
     if not rule.rerank:
         return "reranking switched off for this index"
-    if request.headers.get(SWITCH_HEADER, "").strip().lower() in SWITCH_OFF_VALUES:
-        return f"switched off by the {SWITCH_HEADER} header"
+    if request.headers.get(RERANK_SWITCH_HEADER, "").strip().lower() in SWITCH_OFF_VALUES:
+        return f"switched off by the {RERANK_SWITCH_HEADER} header"
     if "scroll" in params:
         return "scroll search"
     if "filter_path" in params:
