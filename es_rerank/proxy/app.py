@@ -39,13 +39,14 @@ from es_rerank.proxy.connections import ENGINE_LESS_HEADERS
 from es_rerank.proxy.httperror import JSON_TYPE, ProxyHTTPError, error_body, error_object
 from es_rerank.proxy.jsonio import dumps, loads
 from es_rerank.proxy.limits import (BodyDepthCheck, check_declared_length, checked_stream, inflate, read_body,
-                                   refuse_deep_json, stream_body)
+                                   stream_body)
 from es_rerank.proxy.metrics import Counter, Gauge, ProxyMetrics
 from es_rerank.proxy.paths import check_path
 from es_rerank.proxy.msearch import as_search, msearch_pairs, search_index, upstream_body
 from es_rerank.proxy.rawjson import RESPONSE_SHAPE, dump_keeping_raw, parse_keeping_raw
 from es_rerank.proxy.plan import (DEFAULT_MAX_RESULT_WINDOW, PassThrough, RerankPlan, RerankSpec, SearchRequest,
-                                  WindowRequest, max_result_window, parse_params, plan_search, search_target,
+                                  WindowRequest, check_search_depth, max_result_window, parse_params, plan_checked_search,
+                                  search_target,
                                   settings_path, strip_rerank_ext, window_request)
 from es_rerank.proxy.rewrite import bm25_page, interleaved_page, reranked_page, response_hits, window_texts
 from es_rerank.scoring.rerank import order_by_scores
@@ -334,8 +335,7 @@ async def _read_search_body(context: ProxyContext, request: web.Request, path: s
         if request.body_exists else b""
     encoding = request.headers.get("Content-Encoding", "")
     body = inflate(raw, encoding, limits.max_body_bytes) if raw and encoding else raw
-    refuse_deep_json(body, request.headers.get("Content-Type", ""), "", path, limits.max_json_depth,
-                     limits.max_body_bytes)
+    check_search_depth(body, request.headers.get("Content-Type", ""), path, limits)
     return raw, body
 
 
@@ -345,7 +345,8 @@ async def _search(context: ProxyContext, request: web.Request, path: str, query_
     if context.batcher is None and not context.dense_batchers:  # no model: relay, minus ext.rerank (OpenSearch rejects it)
         plan = PassThrough("no model loaded", strip_rerank_ext(body))
     else:
-        plan = plan_search(SearchRequest(request.method, path, query_string, request.headers, body), context.settings)
+        plan = plan_checked_search(SearchRequest(request.method, path, query_string, request.headers, body),
+                                   context.settings)
     if isinstance(plan, PassThrough):
         context.metrics.requests.inc(("skipped",))
         return await _relay_search_body(context, request, request.raw_path, raw, plan.body)
@@ -371,8 +372,8 @@ async def _msearch(context: ProxyContext, request: web.Request, path: str, query
     for header, search_body in pairs:
         index = search_index(header, default)
         plans.append(PassThrough("unreadable _msearch header") if index is None else
-                     plan_search(SearchRequest("POST", as_search(index), query_string, as_json, search_body),
-                                 context.settings))
+                     plan_checked_search(SearchRequest("POST", as_search(index), query_string, as_json, search_body),
+                                         context.settings))
     degraded = context.in_flight >= context.settings.load.max_in_flight
     if degraded or not any(isinstance(plan, RerankPlan) for plan in plans):
         bodies = [plan.passthrough_body if isinstance(plan, RerankPlan) else plan.body for plan in plans]
