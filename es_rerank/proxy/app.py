@@ -29,14 +29,13 @@ from aiohttp.web_response import ContentCoding
 from multidict import CIMultiDict
 
 from es_rerank.proxy.online_ab.arms import OnlineAb, new_query_id, response_headers
-from es_rerank.evaluation.protocol import BM25, EVENTS_PATH, INTERLEAVE, OUTCOME_HEADER, REASON_HEADER
+from es_rerank.evaluation.protocol import BM25, EVENTS_PATH, INTERLEAVE
 from es_rerank.proxy.settings import IndexRule, ProxySettings, UpstreamSettings  # noqa: F401 (doctest)
 from es_rerank.errors import ConfigError, ScoringError, ScoringOutOfMemory
 from es_rerank.scoring.fusion import fuse
 from es_rerank.proxy.batcher import Batcher
 from es_rerank.proxy.encoding import response_encoding
-from es_rerank.proxy.connections import ENGINE_LESS_HEADERS
-from es_rerank.proxy.httperror import JSON_TYPE, ProxyHTTPError, error_body, error_object
+from es_rerank.proxy.httperror import ProxyHTTPError, error_body, error_object
 from es_rerank.proxy.jsonio import dumps, loads
 from es_rerank.proxy.limits import (BodyDepthCheck, check_declared_length, checked_stream, inflate, read_body,
                                    stream_body)
@@ -50,7 +49,10 @@ from es_rerank.proxy.plan import (DEFAULT_MAX_RESULT_WINDOW, PassThrough, Rerank
                                   settings_path, strip_rerank_ext, window_request)
 from es_rerank.proxy.rewrite import bm25_page, interleaved_page, reranked_page, response_hits, window_texts
 from es_rerank.scoring.rerank import order_by_scores
-from es_rerank.proxy.upstream import UPSTREAM_ERRORS, Upstream, forward_request_headers, forward_response_headers
+from es_rerank.proxy.upstream import UPSTREAM_ERRORS, Upstream
+from es_rerank.proxy.headers import (bodiless_headers, degraded_headers, drop_engine_less, own_json_headers,
+                                     forward_request_headers, forward_response_headers, made_body_headers,
+                                     relayed_response_headers, rewritten_body_headers, rewritten_response_headers)
 from es_rerank.scoring.cross_encoder import Scorer
 
 log = logging.getLogger("es_rerank.proxy")
@@ -141,17 +143,8 @@ class ProxyContext:
         cached = self._windows.get(target)
         if cached is not None and not fresh and time.monotonic() - cached[0] < WINDOW_CACHE_S:
             return cached[1]
-        headers = forward_request_headers(client_headers)
-        for name in ("Content-Length", "Content-Type", "Content-Encoding", "Accept-Encoding"):
-            headers.popall(name, None)
-        response = await self.upstream.send("GET", settings_path(target), headers, None)
-        try:
-            body = await response.read()
-        except UPSTREAM_ERRORS as exc:
-            raise self.upstream.error(exc) from exc
-        finally:
-            response.release()
-        if response.status != 200:
+        status, _, body = await self.upstream.fetch("GET", settings_path(target), bodiless_headers(client_headers), None)
+        if status != 200:
             return DEFAULT_MAX_RESULT_WINDOW  # e.g. a missing index: the search itself will say so
         try:
             value = max_result_window(loads(body))
@@ -232,8 +225,7 @@ def create_app(settings: ProxySettings, scorer: Scorer | None,
 async def _engine_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Take out the `Server` and `Date` headers aiohttp adds: OpenSearch sends neither, and `Server`
     names the proxy's software and versions."""
-    for name in ENGINE_LESS_HEADERS:
-        response.headers.popall(name, None)
+    drop_engine_less(response.headers)
 
 
 async def _expect_continue(request: web.Request):
@@ -292,7 +284,7 @@ def _bug(context: ProxyContext, stage: str, exc: BaseException, where: str) -> P
 def _error_response(err: ProxyHTTPError) -> web.Response:
     """An error the proxy answers itself, in OpenSearch's shape."""
     response = web.Response(status=err.status, body=error_body(err.status, err.error_type, err.reason),
-                            headers={"Content-Type": JSON_TYPE, **err.headers})
+                            headers=own_json_headers(err.headers))
     if err.close:
         response.force_close()
     return response
@@ -324,7 +316,7 @@ async def _internal(context: ProxyContext, request: web.Request, path: str) -> w
 
 def _json_response(status: int, payload: dict) -> web.Response:
     """A small JSON response of the proxy's own."""
-    return web.Response(status=status, body=dumps(payload), headers={"Content-Type": JSON_TYPE})
+    return web.Response(status=status, body=dumps(payload), headers=own_json_headers())
 
 
 async def _read_search_body(context: ProxyContext, request: web.Request, path: str) -> tuple[bytes, bytes]:
@@ -382,7 +374,7 @@ async def _msearch(context: ProxyContext, request: web.Request, path: str, query
             return await _relay(context, request, request.raw_path, raw, request.headers)
         rewritten = upstream_body(pairs, bodies)
         return await _relay(context, request, request.raw_path, rewritten,
-                            _json_body_headers(request.headers, rewritten))
+                            rewritten_body_headers(request.headers, rewritten))
     context.in_flight += 1
     context.metrics.in_flight.set(context.in_flight)
     try:
@@ -434,10 +426,7 @@ async def _rerank_msearch(context: ProxyContext, request: web.Request, pairs, pl
         metrics.requests.inc((outcome,))
     pretty = parse_params(query_string).get("pretty", "false") != "false"
     out = dump_keeping_raw({**response, "responses": pages}, raw_text, pretty=pretty)
-    headers = forward_response_headers(up_headers)
-    for name in ("Content-Length", "Content-Encoding"):
-        headers.popall(name, None)
-    headers[OUTCOME_HEADER] = ",".join(outcomes)
+    headers = rewritten_response_headers(up_headers, ",".join(outcomes))
     reply = web.Response(status=200, body=out, headers=headers)
     coding = response_encoding(request.headers.get("Accept-Encoding", ""))
     if coding is not None:
@@ -450,16 +439,8 @@ async def _relay_search_body(context: ProxyContext, request: web.Request, path_q
     """Relay a search whose body was read: the client's exact bytes, or a rewritten (plain JSON) body."""
     if rewritten is None:
         return await _relay(context, request, path_qs, raw, request.headers, extra)
-    return await _relay(context, request, path_qs, rewritten, _json_body_headers(request.headers, rewritten), extra)
-
-
-def _json_body_headers(client_headers, body: bytes) -> CIMultiDict:
-    """Client headers for a body the proxy rewrote: plain JSON, so no Content-Encoding and a fresh Content-Length."""
-    headers = CIMultiDict(client_headers)
-    headers.popall("Content-Encoding", None)
-    headers["Content-Length"] = str(len(body))
-    headers.setdefault("Content-Type", "application/json")
-    return headers
+    return await _relay(context, request, path_qs, rewritten, rewritten_body_headers(request.headers, rewritten),
+                        extra)
 
 
 async def _relay(context: ProxyContext, request: web.Request, path_qs: str, body: bytes | None, client_headers,
@@ -524,9 +505,7 @@ async def _watch(chunks, errors: list):
 
 
 async def _relay_response(context: ProxyContext, request: web.Request, upstream, extra: dict | None):
-    headers = forward_response_headers(upstream.headers)
-    if extra:
-        headers.update(extra)
+    headers = relayed_response_headers(upstream.headers, extra)
     length = upstream.content_length
     if request.method == "HEAD" or upstream.status in (204, 304) or (length is not None and length <= INLINE_BODY_BYTES):
         body = await upstream.read() if request.method != "HEAD" else None
@@ -557,7 +536,7 @@ async def _rerank(context: ProxyContext, request: web.Request, plan: RerankPlan,
         context.metrics.shed.inc(("degrade",))
         context.metrics.requests.inc(("degraded",))
         return await _relay_search_body(context, request, request.raw_path, raw, plan.passthrough_body,
-                                       {OUTCOME_HEADER: "degraded", REASON_HEADER: "overload"})
+                                       degraded_headers())
     context.in_flight += 1
     context.metrics.in_flight.set(context.in_flight)
     try:
@@ -630,15 +609,9 @@ async def _rerank_window(context: ProxyContext, request: web.Request, plan: Rera
         if outcome == "fallback":
             metrics.fallbacks.inc((reason,))
     out = dump_keeping_raw(page, raw_text, pretty=spec.pretty)
-    headers = forward_response_headers(up_headers)
-    for name in ("Content-Length", "Content-Encoding"):
-        headers.popall(name, None)
-    headers[OUTCOME_HEADER] = outcome
-    if reason:
-        headers[REASON_HEADER] = reason
-    if decision is not None:
-        query_id = new_query_id()
-        headers.update(response_headers(decision, query_id))
+    query_id = new_query_id() if decision is not None else ""
+    headers = rewritten_response_headers(up_headers, outcome, reason,
+                                         response_headers(decision, query_id) if decision is not None else None)
     reply = web.Response(status=200, body=out, headers=headers)
     coding = response_encoding(request.headers.get("Accept-Encoding", ""))
     if coding is not None:  # OpenSearch compresses every size, so the proxy does too
@@ -706,15 +679,5 @@ async def _fetch_window(context: ProxyContext, request: web.Request, window: Win
 
 async def _fetch(context: ProxyContext, request: web.Request, path_qs: str, body: bytes, content_type: str):
     """Send a body the proxy made upstream, uncompressed both ways; return status, headers, body."""
-    headers = forward_request_headers(request.headers)
-    headers.popall("Content-Encoding", None)
-    headers.popall("Accept-Encoding", None)
-    headers["Content-Length"] = str(len(body))
-    headers["Content-Type"] = content_type
-    upstream = await context.upstream.send(request.method, path_qs, headers, body)
-    try:
-        return upstream.status, upstream.headers, await upstream.read()
-    except UPSTREAM_ERRORS as exc:
-        raise context.upstream.error(exc) from exc
-    finally:
-        upstream.release()
+    return await context.upstream.fetch(request.method, path_qs, made_body_headers(request.headers, body, content_type),
+                                        body)

@@ -1,11 +1,12 @@
 """The connection pool to OpenSearch: a fixed address, separate connect/read timeouts, no retries.
 
 Requests go to `settings.url` + the client's raw path and query, never to a host taken from the
-request. Bodies are relayed as bytes: no decompression, no cookies, no headers added.
+request. Bodies are relayed as bytes: no decompression, no cookies, no headers added (which
+headers cross is `es_rerank.proxy.headers`).
 
 Example:
-    >>> forward_request_headers({"Authorization": "Basic eA==", "Connection": "keep-alive", "Host": "evil"})
-    <CIMultiDict('Authorization': 'Basic eA==')>
+    >>> Upstream(UpstreamSettings("http://127.0.0.1:9200"), ProxyMetrics()).url("/_cat/indices?v")
+    URL('http://127.0.0.1:9200/_cat/indices?v')
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Mapping
 
 import aiohttp
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from es_rerank.proxy.settings import UpstreamSettings
@@ -25,23 +25,9 @@ from es_rerank.engine.client import redact
 from es_rerank.proxy.httperror import ProxyHTTPError
 from es_rerank.proxy.metrics import ProxyMetrics
 
-# Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are never relayed; Host is set
-# from the fixed upstream address.
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-                        "te", "trailer", "trailers", "transfer-encoding", "upgrade", "expect", "host"})
 UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 log = logging.getLogger("es_rerank.proxy")
-
-
-def _end_to_end(headers: Mapping[str, str]) -> CIMultiDict:
-    named = {h.strip().lower() for h in headers.get("Connection", "").split(",") if h.strip()}
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower not in HOP_BY_HOP and lower not in named:
-            out.add(name, value)
-    return out
 
 
 def upstream_ssl(settings: UpstreamSettings) -> ssl.SSLContext | bool:
@@ -67,26 +53,6 @@ def upstream_ssl(settings: UpstreamSettings) -> ssl.SSLContext | bool:
             raise ConfigError(f"cannot load OpenSearch CA file {settings.ca_file}: {exc}",
                               hint="pass a PEM file holding the CA certificate(s)") from exc
     return True
-
-
-def forward_request_headers(headers: Mapping[str, str]) -> CIMultiDict:
-    """The client's headers as OpenSearch should get them: end-to-end ones only, values untouched.
-
-    Example:
-        >>> forward_request_headers({"Connection": "close, X-Hop", "X-Hop": "1", "X-Opaque-Id": "7"})
-        <CIMultiDict('X-Opaque-Id': '7')>
-    """
-    return _end_to_end(headers)
-
-
-def forward_response_headers(headers: Mapping[str, str]) -> CIMultiDict:
-    """OpenSearch's response headers as the client should get them (Content-Length and -Encoding kept).
-
-    Example:
-        >>> forward_response_headers({"Content-Length": "5", "Transfer-Encoding": "chunked"})
-        <CIMultiDict('Content-Length': '5')>
-    """
-    return _end_to_end(headers)
 
 
 class Upstream:
@@ -140,6 +106,18 @@ class Upstream:
                                               allow_redirects=False)
         except UPSTREAM_ERRORS as exc:
             raise self.error(exc) from exc
+
+    async def fetch(self, method: str, path_qs: str, headers: CIMultiDict, data: bytes | None
+                    ) -> tuple[int, CIMultiDictProxy, bytes]:
+        """Send one request and read its whole answer: (status, headers, body). Raises ProxyHTTPError 502/504.
+        """
+        response = await self.send(method, path_qs, headers, data)
+        try:
+            return response.status, response.headers, await response.read()
+        except UPSTREAM_ERRORS as exc:
+            raise self.error(exc) from exc
+        finally:
+            response.release()
 
     def error(self, exc: BaseException) -> ProxyHTTPError:
         """Turn a connection failure or timeout into OpenSearch-shaped 502/504 and count it.
