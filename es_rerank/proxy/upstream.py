@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -26,6 +27,7 @@ from es_rerank.proxy.httperror import ProxyHTTPError
 from es_rerank.proxy.metrics import ProxyMetrics
 
 UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+READY_CACHE_S = 1.0
 
 log = logging.getLogger("es_rerank.proxy")
 
@@ -63,6 +65,7 @@ class Upstream:
         self.metrics = metrics
         self.session: aiohttp.ClientSession | None = None
         self._ssl = upstream_ssl(settings)  # built here so a bad CA file fails before the port opens
+        self._reachable = (0.0, False)  # (checked at, answered)
 
     async def start(self) -> None:
         """Open the pooled session (inside the running event loop).
@@ -132,6 +135,15 @@ class Upstream:
             return ProxyHTTPError.upstream_timeout(f"OpenSearch at {where} did not answer in time ({type(exc).__name__})")
         self.metrics.upstream_errors.inc(("connect",))
         return ProxyHTTPError.upstream_unavailable(f"OpenSearch at {where} is unavailable: {type(exc).__name__}: {exc}")
+
+    async def recently_reachable(self) -> bool:
+        """`reachable()`, asked at most once every READY_CACHE_S (readiness probes come often).
+        """
+        checked_at, reachable = self._reachable
+        if time.monotonic() - checked_at > READY_CACHE_S:
+            reachable = await self.reachable()
+            self._reachable = (time.monotonic(), reachable)
+        return reachable
 
     async def reachable(self, timeout_s: float = 2.0) -> bool:
         """True when OpenSearch answers `GET /` with any HTTP status (401 still means it is up).
