@@ -13,10 +13,10 @@ from __future__ import annotations
 RERANK_SWITCH_HEADER = "X-Rerank"
 RERANK_OFF_VALUE = "off"
 
-# Response headers the proxy sets. The outcome header repeats es_rerank.proxy.app.RESULT_HEADER
-# (a unit test keeps the two equal) so that `ab` reads responses without importing the proxy.
+# Response headers the proxy sets (it takes these names from here, so `ab` reads them without importing it).
 # reranked | fallback (model error/timeout/OOM) | degraded (overload) | interleaved or bm25 (online A/B arms)
 OUTCOME_HEADER = "X-Rerank"
+REASON_HEADER = "X-Rerank-Reason"          # why a search fell back or was degraded: timeout, oom, error, overload
 BM25_OUTCOMES = ("fallback", "degraded", "bm25")   # outcomes where the client got the BM25 order
 VARIANT_HEADER = "X-Rerank-Variant"        # which arm served this search: bm25, rerank or interleave
 QUERY_ID_HEADER = "X-Rerank-Query-Id"      # UBI query_id of this search; click events carry it back

@@ -18,10 +18,9 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from es_rerank.proxy.settings import ServerSettings
-from es_rerank.proxy.httperror import JSON_TYPE, error_body
+from es_rerank.proxy.headers import drop_engine_less, own_json_headers
+from es_rerank.proxy.httperror import error_body
 from es_rerank.proxy.metrics import ProxyMetrics
-
-ENGINE_LESS_HEADERS = ("Server", "Date")  # headers aiohttp adds that OpenSearch never sends
 
 
 class ConnectionGuard:
@@ -52,8 +51,7 @@ class EngineShapedError(web.Response):
 
     async def _prepare_headers(self) -> None:
         await super()._prepare_headers()
-        for name in ENGINE_LESS_HEADERS:
-            self.headers.popall(name, None)
+        drop_engine_less(self.headers)
 
 
 def protocol_error(status: int, exc: BaseException | None) -> web.Response:
@@ -73,7 +71,7 @@ def protocol_error(status: int, exc: BaseException | None) -> web.Response:
         error_type = "illegal_argument_exception"
         reason = f"malformed HTTP request ({kind}); fix the client that sent it"
     response = EngineShapedError(status=status, body=error_body(status, error_type, reason),
-                                 headers={"Content-Type": JSON_TYPE})
+                                 headers=own_json_headers())
     response.force_close()
     return response
 

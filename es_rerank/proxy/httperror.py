@@ -11,8 +11,13 @@ Example:
 
 from __future__ import annotations
 
+import logging
+
 from es_rerank.errors import EsRerankError
 from es_rerank.proxy.jsonio import dumps, loads  # noqa: F401 (loads: doctest)
+from es_rerank.proxy.metrics import ProxyMetrics
+
+log = logging.getLogger("es_rerank.proxy")
 
 JSON_TYPE = "application/json; charset=UTF-8"  # what OpenSearch labels its JSON answers
 
@@ -154,3 +159,19 @@ def error_object(status: int, error_type: str, reason: str) -> dict:
     """
     cause = {"type": error_type, "reason": reason}
     return {"error": {"root_cause": [cause], **cause}, "status": status}
+
+
+def report_bug(metrics: ProxyMetrics, stage: str, exc: BaseException, where: str) -> ProxyHTTPError:
+    """Log an unexpected exception with its traceback, count it in es_rerank_bugs_total{stage}, return the 500.
+
+    A bug is never served as a BM25 fallback: those are the designed degradations (model error,
+    timeout, out of memory, overload), and a quiet fallback would hide a bug behind them.
+
+    Example:
+        >>> metrics = ProxyMetrics()
+        >>> report_bug(metrics, "score", KeyError("text"), "_search on docs").status, metrics.bugs.value(("score",))
+        (500, 1.0)
+    """
+    log.error("proxy bug in stage %s on %s: %s: %s", stage, where, type(exc).__name__, exc, exc_info=exc)
+    metrics.bugs.inc((stage,))
+    return ProxyHTTPError.internal("the rerank proxy failed unexpectedly; see its log")

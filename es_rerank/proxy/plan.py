@@ -26,15 +26,15 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping
 from urllib.parse import unquote, unquote_plus
 
-from es_rerank.proxy.settings import IndexRule, ProxySettings, UpstreamSettings  # noqa: F401 (doctest)
+from es_rerank.proxy.settings import IndexRule, LimitSettings, ProxySettings, UpstreamSettings  # noqa: F401 (doctest)
 from es_rerank.errors import ConfigError
+from es_rerank.evaluation.protocol import RERANK_SWITCH_HEADER
 from es_rerank.scoring.fusion import CE_ONLY, FusionWeights, parse_fusion_override
 from es_rerank.proxy.httperror import ProxyHTTPError
 from es_rerank.proxy.jsonio import TooDeep, has_duplicate_keys, loads  # noqa: F401 (loads: doctest)
-from es_rerank.proxy.limits import check_json_depth, raw_json_depth
+from es_rerank.proxy.limits import refuse_deep_json
 from es_rerank.proxy.rawjson import dump_keeping_raw, parse_keeping_raw
 
-SWITCH_HEADER = "X-Rerank"
 SWITCH_OFF_VALUES = frozenset({"off", "false", "0", "no", "disabled"})
 KNOBS = ("enabled", "window", "fields", "query_text", "provenance", "fusion")
 TEXT_QUERIES = ("match", "match_phrase", "match_phrase_prefix", "match_bool_prefix")
@@ -178,14 +178,43 @@ def drop_params(query_string: str, names: tuple[str, ...]) -> str:
     return "&".join(kept)
 
 
+def check_search_depth(body: bytes, content_type: str, path: str, limits: LimitSettings) -> None:
+    """The one depth check of a search body, made before it is planned or relayed: 400 past the cap.
+
+    OpenSearch can die of a stack overflow on a deep query, so no body over `limits.max_json_depth`
+    goes on, parsable or not: JSON by its brackets (whole or cut short), `_msearch` NDJSON line by
+    line, YAML, CBOR and Smile by their bound (`limits.BodyDepthCheck`).
+
+    Example:
+        >>> check_search_depth(b'{"query": {"bool": {"must": [', "application/json", "/docs/_search",
+        ...                    LimitSettings(max_json_depth=3))
+        Traceback (most recent call last):
+        ...
+        es_rerank.proxy.httperror.ProxyHTTPError: request JSON nests at least 4 levels deep; the proxy accepts at most 3
+    """
+    refuse_deep_json(body, content_type, "", path, limits.max_json_depth, limits.max_body_bytes)
+
+
 def plan_search(request: SearchRequest, settings: ProxySettings) -> PassThrough | RerankPlan:
-    """Decide whether a `_search` is reranked. Raises ProxyHTTPError (400) for a bad `ext.rerank` or too-deep JSON.
+    """`check_search_depth`, then `plan_checked_search`: for a body no one has depth-checked yet.
 
     Example:
         >>> settings = ProxySettings(UpstreamSettings("http://h:9200"), rules=(IndexRule("docs"),))
         >>> plan_search(SearchRequest("GET", "/docs/_search", "q=heart+attack", {}, b""), settings).spec.query_text
         'heart attack'
-        >>> plan_search(SearchRequest("GET", "/docs/_search", "scroll=1m", {}, b""), settings).reason
+    """
+    check_search_depth(request.body, request.headers.get("Content-Type", ""), request.path, settings.limits)
+    return plan_checked_search(request, settings)
+
+
+def plan_checked_search(request: SearchRequest, settings: ProxySettings) -> PassThrough | RerankPlan:
+    """Decide whether a `_search` whose body passed `check_search_depth` is reranked.
+
+    Raises ProxyHTTPError (400) for a bad `ext.rerank`, or JSON deeper than the parser itself takes.
+
+    Example:
+        >>> settings = ProxySettings(UpstreamSettings("http://h:9200"), rules=(IndexRule("docs"),))
+        >>> plan_checked_search(SearchRequest("GET", "/docs/_search", "scroll=1m", {}, b""), settings).reason
         'scroll search'
     """
     target = search_target(request.method, request.path)
@@ -200,15 +229,13 @@ def plan_search(request: SearchRequest, settings: ProxySettings) -> PassThrough 
         return PassThrough("body is not JSON")
     try:
         body, raw_text = parse_keeping_raw(request.body, REQUEST_SHAPE) if request.body.strip() else ({}, {})
-    except ValueError as exc:
-        # Deep bodies are never relayed, parsable or not: OpenSearch dies of a stack overflow on deep queries.
-        if isinstance(exc, TooDeep) or raw_json_depth(request.body) > settings.limits.max_json_depth:
-            raise ProxyHTTPError.parsing_error("request JSON nests too deeply; "
-                                                f"the proxy accepts at most {settings.limits.max_json_depth} levels") from None
+    except TooDeep:  # under the cap, but past the parser's own limit: refused, never relayed unchecked
+        raise ProxyHTTPError.parsing_error("request JSON nests too deeply; "
+                                            f"the proxy accepts at most {settings.limits.max_json_depth} levels") from None
+    except ValueError:
         return PassThrough("malformed JSON: OpenSearch answers it")
     if not isinstance(body, dict):
         return PassThrough("body is not a JSON object")
-    check_json_depth(body, settings.limits.max_json_depth)
     if has_duplicate_keys(request.body):  # re-serialising would silently keep the last value
         return PassThrough("duplicate keys in JSON: OpenSearch answers it")
     knobs, body, passthrough_body = _take_knobs(body, raw_text)
@@ -391,8 +418,8 @@ def _url_skip_reason(request: SearchRequest, params: dict[str, str], rule: Index
         return "index not configured for reranking"
     if not rule.rerank:
         return "reranking switched off for this index"
-    if request.headers.get(SWITCH_HEADER, "").strip().lower() in SWITCH_OFF_VALUES:
-        return f"switched off by the {SWITCH_HEADER} header"
+    if request.headers.get(RERANK_SWITCH_HEADER, "").strip().lower() in SWITCH_OFF_VALUES:
+        return f"switched off by the {RERANK_SWITCH_HEADER} header"
     if "scroll" in params:
         return "scroll search"
     if "filter_path" in params:

@@ -1,11 +1,12 @@
 """The connection pool to OpenSearch: a fixed address, separate connect/read timeouts, no retries.
 
 Requests go to `settings.url` + the client's raw path and query, never to a host taken from the
-request. Bodies are relayed as bytes: no decompression, no cookies, no headers added.
+request. Bodies are relayed as bytes: no decompression, no cookies, no headers added (which
+headers cross is `es_rerank.proxy.headers`).
 
 Example:
-    >>> forward_request_headers({"Authorization": "Basic eA==", "Connection": "keep-alive", "Host": "evil"})
-    <CIMultiDict('Authorization': 'Basic eA==')>
+    >>> Upstream(UpstreamSettings("http://127.0.0.1:9200"), ProxyMetrics()).url("/_cat/indices?v")
+    URL('http://127.0.0.1:9200/_cat/indices?v')
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Mapping
+import time
 
 import aiohttp
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from es_rerank.proxy.settings import UpstreamSettings
@@ -25,23 +26,10 @@ from es_rerank.engine.client import redact
 from es_rerank.proxy.httperror import ProxyHTTPError
 from es_rerank.proxy.metrics import ProxyMetrics
 
-# Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are never relayed; Host is set
-# from the fixed upstream address.
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-                        "te", "trailer", "trailers", "transfer-encoding", "upgrade", "expect", "host"})
 UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+READY_CACHE_S = 1.0
 
 log = logging.getLogger("es_rerank.proxy")
-
-
-def _end_to_end(headers: Mapping[str, str]) -> CIMultiDict:
-    named = {h.strip().lower() for h in headers.get("Connection", "").split(",") if h.strip()}
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower not in HOP_BY_HOP and lower not in named:
-            out.add(name, value)
-    return out
 
 
 def upstream_ssl(settings: UpstreamSettings) -> ssl.SSLContext | bool:
@@ -69,26 +57,6 @@ def upstream_ssl(settings: UpstreamSettings) -> ssl.SSLContext | bool:
     return True
 
 
-def forward_request_headers(headers: Mapping[str, str]) -> CIMultiDict:
-    """The client's headers as OpenSearch should get them: end-to-end ones only, values untouched.
-
-    Example:
-        >>> forward_request_headers({"Connection": "close, X-Hop", "X-Hop": "1", "X-Opaque-Id": "7"})
-        <CIMultiDict('X-Opaque-Id': '7')>
-    """
-    return _end_to_end(headers)
-
-
-def forward_response_headers(headers: Mapping[str, str]) -> CIMultiDict:
-    """OpenSearch's response headers as the client should get them (Content-Length and -Encoding kept).
-
-    Example:
-        >>> forward_response_headers({"Content-Length": "5", "Transfer-Encoding": "chunked"})
-        <CIMultiDict('Content-Length': '5')>
-    """
-    return _end_to_end(headers)
-
-
 class Upstream:
     """One aiohttp session to OpenSearch for the proxy's lifetime."""
 
@@ -97,6 +65,7 @@ class Upstream:
         self.metrics = metrics
         self.session: aiohttp.ClientSession | None = None
         self._ssl = upstream_ssl(settings)  # built here so a bad CA file fails before the port opens
+        self._reachable = (0.0, False)  # (checked at, answered)
 
     async def start(self) -> None:
         """Open the pooled session (inside the running event loop).
@@ -141,6 +110,18 @@ class Upstream:
         except UPSTREAM_ERRORS as exc:
             raise self.error(exc) from exc
 
+    async def fetch(self, method: str, path_qs: str, headers: CIMultiDict, data: bytes | None
+                    ) -> tuple[int, CIMultiDictProxy, bytes]:
+        """Send one request and read its whole answer: (status, headers, body). Raises ProxyHTTPError 502/504.
+        """
+        response = await self.send(method, path_qs, headers, data)
+        try:
+            return response.status, response.headers, await response.read()
+        except UPSTREAM_ERRORS as exc:
+            raise self.error(exc) from exc
+        finally:
+            response.release()
+
     def error(self, exc: BaseException) -> ProxyHTTPError:
         """Turn a connection failure or timeout into OpenSearch-shaped 502/504 and count it.
 
@@ -154,6 +135,15 @@ class Upstream:
             return ProxyHTTPError.upstream_timeout(f"OpenSearch at {where} did not answer in time ({type(exc).__name__})")
         self.metrics.upstream_errors.inc(("connect",))
         return ProxyHTTPError.upstream_unavailable(f"OpenSearch at {where} is unavailable: {type(exc).__name__}: {exc}")
+
+    async def recently_reachable(self) -> bool:
+        """`reachable()`, asked at most once every READY_CACHE_S (readiness probes come often).
+        """
+        checked_at, reachable = self._reachable
+        if time.monotonic() - checked_at > READY_CACHE_S:
+            reachable = await self.reachable()
+            self._reachable = (time.monotonic(), reachable)
+        return reachable
 
     async def reachable(self, timeout_s: float = 2.0) -> bool:
         """True when OpenSearch answers `GET /` with any HTTP status (401 still means it is up).

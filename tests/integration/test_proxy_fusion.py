@@ -128,6 +128,21 @@ def test_a_bad_override_is_answered_400_in_opensearchs_shape(proxy, scifact_inde
     assert body["error"]["root_cause"] == [{"type": "illegal_argument_exception", "reason": body["error"]["reason"]}]
 
 
+def test_a_cross_encoder_weight_on_a_bi_encoder_only_proxy_is_a_400_not_a_bug(opensearch_url, scifact_index,
+                                                                                dense_scorer):
+    rule = IndexRule(scifact_index, window=WINDOW, fusion=FusionWeights(ce=0.0, bm25=0.5, dense=0.5),
+                     dense_model=DENSE, deadline_ms=DEADLINE_MS)
+    proxy = ProxyThread(settings_for(opensearch_url, rule), None, {DENSE: dense_scorer}).start()
+    try:
+        assert proxy.context.dense_batchers[DENSE].warm.wait(60)
+        response = search(proxy.url, scifact_index, {**MATCH, "ext": {"rerank": {"fusion": {"ce": 1}}}})
+        assert response.status_code == 400, response.text
+        assert "this proxy serves no cross-encoder" in response.json()["error"]["reason"]
+        assert proxy.context.metrics.bugs.value(("score",)) == 0
+    finally:
+        proxy.stop()
+
+
 def test_readiness_reports_the_dense_model(proxy):
     ready = requests.get(proxy.url + "/_rerank/ready").json()
     assert ready["ready"] and ready["dense_models"] == {DENSE: "loaded"}
