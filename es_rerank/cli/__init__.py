@@ -25,6 +25,7 @@ def cli() -> None:
 
 
 cli.add_command(opensearch_cmd.opensearch)
+cli.add_command(opensearch_cmd.elasticsearch)
 cli.add_command(index_cmd.index_command)
 cli.add_command(quickstart_cmd.quickstart)
 cli.add_command(bench_cmd.bench)

@@ -1,9 +1,10 @@
-"""Fetch the OpenSearch distribution from Maven Central with `mvn`, into a reusable cache.
+"""Fetch an engine's distribution from Maven Central with `mvn`, into a reusable cache.
 
-The artifact is `org.opensearch.distribution.integ-test-zip:opensearch:<v>:zip`, the minimal
-distribution OpenSearch publishes to Maven Central. It ships only the netty transport module,
-so the `analysis-common` module (English stemming, stop words) is fetched from
-`org.opensearch.plugin:analysis-common:<v>:jar` and installed beside it.
+The artifacts are the integ-test zips (coordinates in `distributions`). OpenSearch 2.19's
+ships only the netty transport module, so the `analysis-common` module (English stemming,
+stop words) is fetched from `org.opensearch.plugin:analysis-common:<v>:jar` and installed
+beside it; OpenSearch 3's zip already has it. Elasticsearch publishes no such module, so its
+nodes keep the `standard` and `stop` analyzers only.
 """
 
 from __future__ import annotations
@@ -15,14 +16,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from es_rerank.engine.local_node.distributions import OPENSEARCH, EngineRecipe, ReleaseLine, release_line
 from es_rerank.errors import LocalNodeError
 
-DIST_ARTIFACT = "org.opensearch.distribution.integ-test-zip:opensearch:{version}:zip"
-ANALYSIS_ARTIFACT = "org.opensearch.plugin:analysis-common:{version}:jar"
-# Newest first. Maven Central's metadata for this artifact lags behind what it serves, so
-# versions are probed one by one instead of resolved as a range.
-SERIES = "2.19"
-MAX_PATCH = 15
 MVN_TIMEOUT_S = 600
 
 ANALYSIS_DESCRIPTOR = """\
@@ -30,7 +26,7 @@ description=Adds analyzers such as english and stop to OpenSearch.
 version={version}
 name=analysis-common
 classname=org.opensearch.analysis.common.CommonAnalysisPlugin
-java.version=11
+java.version={java}
 opensearch.version={version}
 custom.foldername=
 extended.plugins=
@@ -40,24 +36,29 @@ has.native.controller=false
 
 @dataclass(frozen=True)
 class Distribution:
-    """An unpacked OpenSearch distribution ready to run."""
+    """An unpacked distribution ready to run."""
 
     version: str
     home: Path
+    line: ReleaseLine
+
+    @property
+    def launcher(self) -> Path:
+        return self.home / "bin" / self.line.engine
 
 
-def candidate_versions(pinned: str | None) -> list[str]:
-    """Versions to try, newest first; just the pinned one when given.
+def candidate_versions(requested: str | None, engine: str = OPENSEARCH) -> list[str]:
+    """Versions to try, newest first: the default line's, a line's (`3.x`), or just an exact version.
 
     Example:
         >>> candidate_versions(None)[:2]
         ['2.19.15', '2.19.14']
         >>> candidate_versions("2.19.4")
         ['2.19.4']
+        >>> candidate_versions("8.19.x", "elasticsearch")[-1]
+        '8.19.0'
     """
-    if pinned:
-        return [pinned]
-    return [f"{SERIES}.{patch}" for patch in range(MAX_PATCH, -1, -1)]
+    return release_line(engine, requested).versions(requested)
 
 
 def require_tool(name: str, purpose: str, install_hint: str) -> str:
@@ -70,7 +71,7 @@ def require_tool(name: str, purpose: str, install_hint: str) -> str:
 
 def mvn_copy(artifact: str, out_dir: Path) -> bool:
     """Copy one artifact from Maven Central into `out_dir`; False when it does not resolve."""
-    mvn = require_tool("mvn", "to download OpenSearch from Maven Central", "install Maven (apt-get install maven)")
+    mvn = require_tool("mvn", "to download the search engine from Maven Central", "install Maven (apt-get install maven)")
     cmd = [mvn, "-q", "-B", "dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={out_dir}"]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=MVN_TIMEOUT_S)
@@ -91,52 +92,58 @@ def mvn_copy(artifact: str, out_dir: Path) -> bool:
     )
 
 
-def ensure_distribution(cache_dir: Path, pinned_version: str | None = None) -> Distribution:
+def ensure_distribution(cache_dir: Path, pinned_version: str | None = None, engine: str = OPENSEARCH) -> Distribution:
     """Return an unpacked distribution from the cache, downloading it the first time.
 
-    The version that resolved is remembered in `<cache>/opensearch-version`, so later runs
-    neither probe Maven Central nor download again.
+    `pinned_version` is an exact version or a release line (`3.x`, `8.19.x`); None is the
+    engine's default line. The version a line resolved to is remembered in the cache (for
+    OpenSearch 2.19 in `<cache>/opensearch-version`), so later runs neither probe Maven
+    Central nor download again.
     """
+    line = release_line(engine, pinned_version)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    remembered = cache_dir / "opensearch-version"
-    version = pinned_version or (remembered.read_text().strip() if remembered.exists() else None)
-    if version and (cache_dir / f"opensearch-{version}" / "bin" / "opensearch").exists():
-        return Distribution(version, cache_dir / f"opensearch-{version}")
+    candidates = line.versions(pinned_version)
+    exact = candidates == [pinned_version]
+    remembered = cache_dir / line.remembered_name
+    version = pinned_version if exact else (remembered.read_text().strip() if remembered.exists() else None)
+    if version and (cache_dir / f"{engine}-{version}" / "bin" / engine).exists():
+        return Distribution(version, cache_dir / f"{engine}-{version}", line)
 
     with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
         download_dir = Path(tmp)
-        version = _download_newest(download_dir, candidate_versions(version))
-        analysis_ok = mvn_copy(ANALYSIS_ARTIFACT.format(version=version), download_dir)
-        home = _unpack(download_dir / f"opensearch-{version}.zip", cache_dir, version)
-        if analysis_ok:
-            _install_analysis_module(home, download_dir / f"analysis-common-{version}.jar", version)
-    if not pinned_version:
+        version = _download_newest(line.recipe, download_dir, candidates)
+        home = _unpack(line.recipe, download_dir / f"{engine}-{version}.zip", cache_dir, version)
+        module_dir = home / "modules" / "analysis-common"
+        analysis = line.recipe.analysis_artifact
+        if analysis and not module_dir.is_dir() and mvn_copy(analysis.format(version=version), download_dir):
+            _install_analysis_module(module_dir, download_dir / f"analysis-common-{version}.jar", version, line.min_java)
+    if not exact:
         remembered.write_text(version + "\n")
-    return Distribution(version, home)
+    return Distribution(version, home, line)
 
 
-def _download_newest(download_dir: Path, versions: list[str]) -> str:
+def _download_newest(recipe: EngineRecipe, download_dir: Path, versions: list[str]) -> str:
     for version in versions:
-        if mvn_copy(DIST_ARTIFACT.format(version=version), download_dir):
+        if mvn_copy(recipe.artifact.format(version=version), download_dir):
             return version
     raise LocalNodeError(
-        f"none of OpenSearch {', '.join(versions[:3])}{'...' if len(versions) > 3 else ''} could be found on Maven Central",
+        f"none of {recipe.label} {', '.join(versions[:3])}{'...' if len(versions) > 3 else ''} could be found on Maven Central",
         hint="pin an existing version with --version, or set OPENSEARCH_URL to use an existing cluster",
     )
 
 
-def _unpack(zip_path: Path, cache_dir: Path, version: str) -> Path:
-    target = cache_dir / f"opensearch-{version}"
-    staging = cache_dir / f".unpack-{version}"
+def _unpack(recipe: EngineRecipe, zip_path: Path, cache_dir: Path, version: str) -> Path:
+    target = cache_dir / f"{recipe.name}-{version}"
+    staging = cache_dir / f".unpack-{recipe.name}-{version}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         with zipfile.ZipFile(zip_path) as archive:
             archive.extractall(staging)
     except zipfile.BadZipFile as exc:
         raise LocalNodeError(f"the downloaded {zip_path.name} is not a valid zip", hint="run the command again") from exc
-    inner = staging / f"opensearch-{version}"
+    inner = staging / f"{recipe.name}-{version}"
     if not inner.is_dir():
-        raise LocalNodeError(f"{zip_path.name} does not contain opensearch-{version}/")
+        raise LocalNodeError(f"{zip_path.name} does not contain {recipe.name}-{version}/", hint="run the command again")
     for script in (inner / "bin").iterdir():
         script.chmod(0o755)  # zipfile drops the executable bits
     shutil.rmtree(target, ignore_errors=True)
@@ -145,8 +152,7 @@ def _unpack(zip_path: Path, cache_dir: Path, version: str) -> Path:
     return target
 
 
-def _install_analysis_module(home: Path, jar: Path, version: str) -> None:
-    module_dir = home / "modules" / "analysis-common"
+def _install_analysis_module(module_dir: Path, jar: Path, version: str, java: int) -> None:
     module_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(jar, module_dir / jar.name)
-    (module_dir / "plugin-descriptor.properties").write_text(ANALYSIS_DESCRIPTOR.format(version=version))
+    (module_dir / "plugin-descriptor.properties").write_text(ANALYSIS_DESCRIPTOR.format(version=version, java=java))

@@ -1,8 +1,9 @@
-"""Start, stop and inspect a local single-node OpenSearch bound to 127.0.0.1.
+"""Start, stop and inspect a local single-node OpenSearch or Elasticsearch bound to 127.0.0.1.
 
-OpenSearch refuses to run as root, so when es-rerank runs as root the node runs as a
-dedicated system user (`esrerank-os` by default), created on first use. Each node keeps its
-config, data, logs and pid file in `<cache>/nodes/<port>/`, so `--fresh` can wipe it.
+Neither engine runs as root, so when es-rerank runs as root the node runs as a dedicated
+system user (`esrerank-os` by default), created on first use. Each node keeps its config,
+data, logs and pid file in `<cache>/nodes/<port>/`, so `--fresh` can wipe it. Which engine
+and release line runs is `NodeSettings.engine` and `.version` (see `distributions`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from es_rerank.errors import LocalNodeError
+from es_rerank.engine.local_node.distributions import OPENSEARCH, ReleaseLine, release_line
 from es_rerank.engine.local_node.fetch import Distribution, ensure_distribution, require_tool
 
 DEFAULT_PORT = 9200
+# Where Debian/Ubuntu packages put JDKs; searched beside the folders of JAVA_HOME and `java` on
+# PATH when those are too old for the release line (OpenSearch 3 and Elasticsearch 9 need 21).
+SYSTEM_JVM_DIRS = (Path("/usr/lib/jvm"),)
 # 1 GiB of heap is ample for the BEIR collections used here and leaves most of a 2-core,
 # 24 GiB machine to the model, the proxy and the tests.
 DEFAULT_HEAP = "1g"
@@ -43,7 +48,14 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class NodeSettings:
-    """Where and how the local node runs. Every field has a working default."""
+    """Where and how the local node runs. Every field has a working default.
+
+    `version` is an exact version or a release line of `engine` (`3.x`, `8.19.x`, `9.x`).
+
+    Example:
+        >>> NodeSettings(engine="elasticsearch", version="9.x", port=9231).line.label
+        'Elasticsearch 9'
+    """
 
     port: int = DEFAULT_PORT
     heap: str = DEFAULT_HEAP
@@ -51,8 +63,10 @@ class NodeSettings:
     cache_dir: Path = field(default_factory=default_cache_dir)
     user: str = DEFAULT_USER
     startup_timeout_s: float = 180.0
+    engine: str = OPENSEARCH
 
     def __post_init__(self) -> None:
+        release_line(self.engine, self.version)  # refuses an unknown engine or line
         if not 1 <= self.port <= 65535 - 100:
             raise LocalNodeError(f"port {self.port} is out of range", hint="use a port between 1 and 65435")
         if not re.fullmatch(r"\d+[mMgG]", self.heap):
@@ -66,6 +80,10 @@ class NodeSettings:
     def node_dir(self) -> Path:
         return self.cache_dir / "nodes" / str(self.port)
 
+    @property
+    def line(self) -> ReleaseLine:
+        return release_line(self.engine, self.version)
+
 
 @dataclass(frozen=True)
 class NodeStatus:
@@ -76,20 +94,21 @@ class NodeStatus:
     pid: int | None = None
     version: str | None = None
     health: str | None = None
+    label: str = "OpenSearch"
 
     def describe(self) -> str:
         if not self.running:
             return f"stopped (no local node on {self.url})"
-        return f"running at {self.url}: OpenSearch {self.version}, health {self.health}, pid {self.pid}"
+        return f"running at {self.url}: {self.label} {self.version}, health {self.health}, pid {self.pid}"
 
 
 class LocalNode:
-    """One local OpenSearch node, identified by its port."""
+    """One local node, identified by its port."""
 
     def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
         self.node_dir = settings.node_dir
-        self.pid_file = self.node_dir / "opensearch.pid"
+        self.pid_file = self.node_dir / f"{settings.engine}.pid"
         self.log_dir = self.node_dir / "logs"
 
     # ---- queries ---------------------------------------------------------------------------
@@ -97,11 +116,14 @@ class LocalNode:
     def status(self) -> NodeStatus:
         """Report whether this node runs and how healthy it is; never raises."""
         pid = self._live_pid()
-        info = self._fetch_json("/", timeout=2.0)
+        label = self.settings.line.recipe.label
+        # Not `GET /`: Elasticsearch's integ-test zip has no root action (it answers 405).
+        info = self._fetch_json("/_nodes/_local?filter_path=nodes.*.version", timeout=2.0)
         if pid is None or info is None:
-            return NodeStatus(False, self.url)
+            return NodeStatus(False, self.url, label=label)
         health = self._fetch_json("/_cluster/health", timeout=2.0) or {}
-        return NodeStatus(True, self.url, pid, info.get("version", {}).get("number"), health.get("status"))
+        versions = [node.get("version") for node in (info.get("nodes") or {}).values()]
+        return NodeStatus(True, self.url, pid, versions[0] if versions else None, health.get("status"), label)
 
     @property
     def url(self) -> str:
@@ -116,7 +138,7 @@ class LocalNode:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def start(self, fresh: bool = False) -> NodeStatus:
-        """Start the node (fetching OpenSearch on first use) and wait for health yellow.
+        """Start the node (fetching the engine on first use) and wait for health yellow.
 
         Returns at once when this node already runs. `fresh` wipes its data first.
         """
@@ -125,10 +147,11 @@ class LocalNode:
             return current
         if current.running:
             self.stop()
-        java_home = find_java_home()
-        _require_free_port(self.settings.port)
-        _require_free_port(self.settings.port + 100)  # transport port
-        dist = ensure_distribution(self.settings.cache_dir, self.settings.version)
+        s = self.settings
+        java_home = find_java_home(s.line.min_java, s.line.recipe.java_home_var, s.line.label)
+        _require_free_port(s.port)
+        _require_free_port(s.port + 100)  # transport port
+        dist = ensure_distribution(s.cache_dir, s.version, s.engine)
         self._prepare_node_dir(dist, fresh)
         run_as = self._service_user()
         self._launch(dist, java_home, run_as)
@@ -205,15 +228,16 @@ class LocalNode:
 
     def _launch(self, dist: Distribution, java_home: Path, run_as: str | None) -> None:
         s = self.settings
+        recipe = dist.line.recipe
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "OPENSEARCH_JAVA_HOME": str(java_home),
+            recipe.java_home_var: str(java_home),
             "JAVA_HOME": str(java_home),
-            "OPENSEARCH_PATH_CONF": str(self.node_dir / "config"),
-            "OPENSEARCH_JAVA_OPTS": f"-Xms{s.heap} -Xmx{s.heap}",
+            recipe.path_conf_var: str(self.node_dir / "config"),
+            recipe.java_opts_var: f"-Xms{s.heap} -Xmx{s.heap}",
         }
         args = [
-            str(dist.home / "bin" / "opensearch"),
+            str(dist.launcher),
             "-d",
             "-p", str(self.pid_file),
             "-Ediscovery.type=single-node",
@@ -226,19 +250,21 @@ class LocalNode:
             f"-Epath.logs={self.log_dir}",
             # A nearly full disk must not turn test indices read-only.
             "-Ecluster.routing.allocation.disk.threshold_enabled=false",
+            *(f"-E{setting}" for setting in recipe.node_settings),
         ]
         if run_as:
-            runuser = require_tool("runuser", "to run OpenSearch as a non-root user", "install util-linux")
+            runuser = require_tool("runuser", f"to run {recipe.label} as a non-root user", "install util-linux")
             args = [runuser, "-u", run_as, "--", "env", *(f"{k}={v}" for k, v in env.items()), *args]
         with open(self.node_dir / "console.log", "wb") as console:
             result = subprocess.run(args, env=env, stdout=console, stderr=subprocess.STDOUT, cwd=self.node_dir)
         if result.returncode != 0:
             raise LocalNodeError(
-                f"OpenSearch exited with status {result.returncode} while starting; log tail:\n{self.log_tail()}",
+                f"{recipe.label} exited with status {result.returncode} while starting; log tail:\n{self.log_tail()}",
                 hint="fix the cause above, or start with --fresh to wipe the node's data",
             )
 
     def _wait_until_healthy(self) -> NodeStatus:
+        label = self.settings.line.recipe.label
         deadline = time.monotonic() + self.settings.startup_timeout_s
         while time.monotonic() < deadline:
             health = self._fetch_json("/_cluster/health?wait_for_status=yellow&timeout=2s", timeout=5.0)
@@ -246,33 +272,75 @@ class LocalNode:
                 return self.status()
             if self.pid_file.exists() and self._live_pid() is None:
                 raise LocalNodeError(
-                    f"OpenSearch on port {self.settings.port} died while starting; log tail:\n{self.log_tail()}",
+                    f"{label} on port {self.settings.port} died while starting; log tail:\n{self.log_tail()}",
                     hint="fix the cause above, or start with --fresh to wipe the node's data",
                 )
             time.sleep(1.0)
         self.stop(timeout_s=10)
         raise LocalNodeError(
-            f"OpenSearch on port {self.settings.port} was not healthy after {self.settings.startup_timeout_s:.0f}s; "
+            f"{label} on port {self.settings.port} was not healthy after {self.settings.startup_timeout_s:.0f}s; "
             f"log tail:\n{self.log_tail()}",
             hint="a slow machine may need a longer --timeout",
         )
 
 
-def find_java_home() -> Path:
-    """Locate a Java 11+ runtime through `OPENSEARCH_JAVA_HOME`, `JAVA_HOME` or `PATH`."""
-    for var in ("OPENSEARCH_JAVA_HOME", "JAVA_HOME"):
-        if os.environ.get(var) and (Path(os.environ[var]) / "bin" / "java").exists():
-            home = Path(os.environ[var])
-            break
-    else:
-        java = require_tool("java", "to run OpenSearch", "install a Java 11+ runtime, e.g. apt-get install openjdk-17-jre-headless")
-        home = Path(java).resolve().parent.parent
-    result = subprocess.run([str(home / "bin" / "java"), "-version"], capture_output=True, text=True)
-    match = re.search(r'version "(\d+)', result.stderr + result.stdout)
-    if not match or int(match.group(1)) < 11:
-        raise LocalNodeError(f"OpenSearch needs Java 11 or newer; {home} has {match.group(1) if match else 'an unknown version'}",
-                             hint="install Java 17 or point JAVA_HOME at it")
-    return home
+def find_java_home(minimum: int = 11, engine_var: str = "OPENSEARCH_JAVA_HOME", needed_by: str = "OpenSearch",
+                   search_dirs: tuple[Path, ...] = SYSTEM_JVM_DIRS) -> Path:
+    """A Java runtime of version `minimum` or newer.
+
+    Looked for in `engine_var` (`OPENSEARCH_JAVA_HOME`, `ES_JAVA_HOME`), `JAVA_HOME`, `java` on
+    `PATH`, then every JDK beside those and under `search_dirs`. A JDK named in `engine_var` is the
+    user's choice: too old is an error, not a reason to look elsewhere. Among the other JDKs found
+    the oldest new enough wins: the closest to what the engine is built and tested with.
+    """
+    explicit = os.environ.get(engine_var)
+    if explicit:
+        version = java_version(Path(explicit))
+        if version is None or version < minimum:
+            raise LocalNodeError(f"{needed_by} needs Java {minimum} or newer; {engine_var}={explicit} has "
+                                 f"{f'Java {version}' if version else 'no working bin/java'}",
+                                 hint=f"point {engine_var} at a JDK {minimum}+, or unset it to let es-rerank look for one")
+        return Path(explicit)
+    preferred = [Path(os.environ["JAVA_HOME"])] if os.environ.get("JAVA_HOME") else []
+    on_path = shutil.which("java")
+    if on_path:
+        preferred.append(Path(on_path).resolve().parent.parent)
+    found = {home: java_version(home) for home in dict.fromkeys(preferred)}
+    for home, version in found.items():
+        if version is not None and version >= minimum:
+            return home
+    folders = dict.fromkeys([*(home.resolve().parent for home in found), *search_dirs])
+    others = sorted({home for folder in folders if folder.is_dir() for home in folder.iterdir()
+                     if (home / "bin" / "java").exists() and not home.is_symlink()} - set(found))
+    scanned = {home: java_version(home) for home in others}
+    suitable = sorted((version, str(home)) for home, version in scanned.items() if version and version >= minimum)
+    if suitable:
+        return Path(suitable[0][1])
+    seen = ", ".join(f"{home} (Java {v})" for home, v in {**found, **scanned}.items() if v) or "no Java at all"
+    raise LocalNodeError(f"{needed_by} needs Java {minimum} or newer; found {seen}",
+                         hint=f"install a JDK {minimum}+ (e.g. apt-get install openjdk-{max(minimum, 17)}-jdk-headless, "
+                              f"or Temurin {max(minimum, 21)}), or point {engine_var} at one")
+
+
+def java_version(home: Path) -> int | None:
+    """The major version of the Java in `home`; None when it has none that runs.
+
+    Example:
+        >>> java_version(Path("/nonexistent")) is None
+        True
+    """
+    java = home / "bin" / "java"
+    if not java.exists():
+        return None
+    try:
+        result = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major  # "1.8.0" is Java 8
 
 
 def _point_jvm_files_at(jvm_options: Path, node_dir: Path) -> None:
