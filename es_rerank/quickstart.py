@@ -100,6 +100,8 @@ def run_quickstart(settings: QuickstartSettings, echo: Callable[[str], None],
     check_reachable(client, url)
     echo(f"== 2. index {settings.dataset} as {settings.index_name}")
     report = index_corpus(client, settings.dataset, settings.index_name, progress=progress)
+    if report.warning:
+        echo(f"warning: {report.warning}")
     echo(f"index {settings.index_name}: {report.index_count} documents")
 
     queries = read_queries(settings.dataset)

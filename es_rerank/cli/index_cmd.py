@@ -25,7 +25,9 @@ def index_command(dataset_dir: Path, index: str, recreate: bool, skip_bad: bool,
     check_reachable(client, url)
     report = index_corpus(client, dataset_dir, index, recreate=recreate, skip_bad=skip_bad,
                           progress=lambda docs, total: progress_bar(docs, total, desc=f"indexing {index}"))
+    if report.warning:
+        click.echo(f"warning: {report.warning}", err=True)
     for bad in report.bad_lines:
         click.echo(f"skipped malformed line {bad}", err=True)
     click.echo(f"indexed {report.indexed} documents into {index} "
-               f"({'created' if report.created else 'existing index'}); index count {report.index_count}")
+               f"({'created' if report.created else 'existing index'}); index count {report.index_count}; analyzer {report.analyzer}")

@@ -1,4 +1,4 @@
-"""Which OpenSearch cluster to talk to, and an opensearch-py client for it.
+"""Which cluster to talk to (OpenSearch or Elasticsearch), and an opensearch-py client for it.
 
 `OPENSEARCH_URL` points every command at a user's own cluster; without it, commands use the
 local node that `es-rerank opensearch start` runs.
@@ -16,6 +16,7 @@ import os
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from es_rerank.engine.engine_profile import detect
 from es_rerank.errors import ConfigError, OpenSearchUnavailable
 from es_rerank.engine.local_node.node import DEFAULT_PORT
 
@@ -65,7 +66,7 @@ def check_reachable(client, url: str) -> str:
     from opensearchpy.exceptions import OpenSearchException
 
     try:
-        return client.info()["version"]["number"]
+        return detect(client).version or "unknown"
     except OpenSearchException as exc:
         hint = "start the local node with `es-rerank opensearch start`" if uses_local_node(url) else \
             "check OPENSEARCH_URL and that the cluster is up"

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from es_rerank.engine.engine_profile import ELASTICSEARCH, LABELS, OPENSEARCH
 from es_rerank.errors import LocalNodeError
-
-OPENSEARCH = "opensearch"
-ELASTICSEARCH = "elasticsearch"
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,7 @@ class EngineRecipe:
 
 RECIPES = {
     OPENSEARCH: EngineRecipe(
-        name=OPENSEARCH, label="OpenSearch",
+        name=OPENSEARCH, label=LABELS[OPENSEARCH],
         artifact="org.opensearch.distribution.integ-test-zip:opensearch:{version}:zip",
         analysis_artifact="org.opensearch.plugin:analysis-common:{version}:jar",
         java_home_var="OPENSEARCH_JAVA_HOME", path_conf_var="OPENSEARCH_PATH_CONF",
@@ -51,7 +49,7 @@ RECIPES = {
     # Elasticsearch publishes no analysis-common module, so its local nodes lack `english`
     # (es_rerank.data.indexing then falls back to `stop`).
     ELASTICSEARCH: EngineRecipe(
-        name=ELASTICSEARCH, label="Elasticsearch",
+        name=ELASTICSEARCH, label=LABELS[ELASTICSEARCH],
         artifact="org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip",
         analysis_artifact=None,
         java_home_var="ES_JAVA_HOME", path_conf_var="ES_PATH_CONF", java_opts_var="ES_JAVA_OPTS",

@@ -35,6 +35,9 @@ DEFAULT_HEAP = "1g"
 DEFAULT_USER = "esrerank-os"
 CLUSTER_NAME = "es-rerank-local"
 LOG_TAIL_LINES = 40
+# What OpenSearch (and Elasticsearch 7) print on the console when startup fails; OpenSearch's
+# `-d` launcher returns before that, so its exit status cannot tell.
+FATAL_MARKER = "uncaught exception in thread [main]"
 
 
 def default_cache_dir() -> Path:
@@ -174,6 +177,14 @@ class LocalNode:
         self.pid_file.unlink(missing_ok=True)
         return True
 
+    def _console_shows_fatal_error(self) -> bool:
+        """True once the engine printed that its main thread died (both engines word it so)."""
+        console = self.node_dir / "console.log"
+        try:
+            return FATAL_MARKER in console.read_text(errors="replace")
+        except OSError:
+            return False
+
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines of the node's main log, or of its console output before logging started."""
         for candidate in (self.log_dir / f"{CLUSTER_NAME}.log", self.node_dir / "console.log"):
@@ -266,11 +277,15 @@ class LocalNode:
     def _wait_until_healthy(self) -> NodeStatus:
         label = self.settings.line.recipe.label
         deadline = time.monotonic() + self.settings.startup_timeout_s
+        seen_pid = False
         while time.monotonic() < deadline:
             health = self._fetch_json("/_cluster/health?wait_for_status=yellow&timeout=2s", timeout=5.0)
             if health and health.get("status") in ("yellow", "green"):
                 return self.status()
-            if self.pid_file.exists() and self._live_pid() is None:
+            live = self._live_pid()
+            seen_pid = seen_pid or live is not None
+            # The JVM deletes its pid file when it exits, and may do so before the first look.
+            if (self.pid_file.exists() or seen_pid) and live is None or self._console_shows_fatal_error():
                 raise LocalNodeError(
                     f"{label} on port {self.settings.port} died while starting; log tail:\n{self.log_tail()}",
                     hint="fix the cause above, or start with --fresh to wipe the node's data",
