@@ -33,6 +33,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.node)
         if "minilm_export" in needs:
             item.add_marker(pytest.mark.export)
+        if needs & {"elasticsearch9", "opensearch3", "engine_node"}:
+            item.add_marker(pytest.mark.engines)
 
 
 @pytest.fixture(scope="session")
@@ -101,6 +103,30 @@ def secure_node():
 
     with running_secure_node() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def elasticsearch9():
+    """A local Elasticsearch 9 node (port 9231, security off), started when a test asks; stopped after."""
+    from tests.support.engine_nodes import running_engine_node
+
+    with running_engine_node("elasticsearch9") as node:
+        yield node
+
+
+@pytest.fixture(scope="session")
+def opensearch3():
+    """A local OpenSearch 3 node (port 9232), started when a test asks; stopped after."""
+    from tests.support.engine_nodes import running_engine_node
+
+    with running_engine_node("opensearch3") as node:
+        yield node
+
+
+@pytest.fixture(params=["elasticsearch9", "opensearch3"])
+def engine_node(request):
+    """Each engine beside OpenSearch 2.19 in turn: the test runs once per node."""
+    return request.getfixturevalue(request.param)
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

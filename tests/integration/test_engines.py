@@ -1,0 +1,96 @@
+"""Elasticsearch 9 and OpenSearch 3 as engines: local nodes, detection, indexing and BM25 search.
+
+Each engine indexes the same small SciFact sample through es_rerank's own indexing and answers
+the served BM25 query. Elasticsearch's integ-test distribution has no `english` analyzer, so
+its index must use `stop` and say so in one line; OpenSearch 3 has `english`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from es_rerank.data.beir import Document, iter_corpus, read_qrels, read_queries, relevant
+from es_rerank.data.indexing import index_corpus
+from es_rerank.engine.bm25_query import search_bm25
+from es_rerank.engine.client import check_reachable, make_client
+from es_rerank.engine.engine_profile import detect
+from tests.conftest import run_cli
+
+SAMPLE_QUERIES = 30
+FILLER_DOCS = 300
+
+
+@pytest.fixture(scope="module")
+def sample(data_dir, tmp_path_factory):
+    """SciFact test queries with their relevant documents, plus other documents to search among."""
+    scifact = data_dir / "scifact"
+    qrels = read_qrels(scifact, "test")
+    queries = read_queries(scifact)
+    chosen = [qid for qid in qrels if qid in queries][:SAMPLE_QUERIES]
+    wanted = set().union(*(relevant(qrels, qid) for qid in chosen))
+    docs = []
+    for item in iter_corpus(scifact):
+        if isinstance(item, Document) and (item.doc_id in wanted or len(docs) < FILLER_DOCS + len(wanted)):
+            docs.append(item)
+    out = tmp_path_factory.mktemp("scifact-sample")
+    (out / "corpus.jsonl").write_text("".join(
+        json.dumps({"_id": d.doc_id, "title": d.title, "text": d.text}) + "\n" for d in docs))
+    (out / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": queries[q]}) + "\n" for q in chosen))
+    (out / "qrels").mkdir()
+    (out / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{d}\t1\n" for q in chosen for d in relevant(qrels, q)))
+    return out
+
+
+def test_each_node_says_which_engine_and_version_it_is(engine_node):
+    profile = detect(make_client(engine_node.url))
+    assert (profile.engine, profile.version) == (engine_node.engine, engine_node.version)
+    # Elasticsearch's integ-test zip lacks analysis-common; OpenSearch 3's zip has it.
+    assert profile.english_analyzer is (engine_node.engine == "opensearch")
+    assert check_reachable(make_client(engine_node.url), engine_node.url) == engine_node.version
+
+
+def test_status_names_the_engine(engine_node):
+    port = engine_node.url.rsplit(":", 1)[1]
+    result = run_cli(engine_node.engine, "status", "--port", port)
+    label = {"elasticsearch": "Elasticsearch", "opensearch": "OpenSearch"}[engine_node.engine]
+    assert result.returncode == 0 and f"{label} {engine_node.version}, health" in result.stdout, result
+
+
+def test_sample_is_indexed_with_the_best_analyzer_and_searchable(engine_node, sample):
+    client = make_client(engine_node.url)
+    index = "test-engines-scifact-sample"
+    report = index_corpus(client, sample, index, recreate=True)
+    expected = sum(1 for _ in sample.joinpath("corpus.jsonl").open())
+    assert report.index_count == expected
+    tokens = [t["token"] for t in client.indices.analyze(index=index, body={"field": "text", "text": "activates"})["tokens"]]
+    if engine_node.engine == "elasticsearch":
+        assert report.analyzer == "stop" and tokens == ["activates"]  # no stemming there
+        assert report.warning and "\n" not in report.warning and "no english analyzer" in report.warning
+    else:
+        assert report.analyzer == "english" and report.warning is None and tokens == ["activ"]
+    mapping = client.indices.get_mapping(index=index)[index]["mappings"]["properties"]
+    assert {mapping[f]["analyzer"] for f in ("title", "text")} == {report.analyzer}
+
+    qrels, queries = read_qrels(sample, "test"), read_queries(sample)
+    found = sum(bool(relevant(qrels, qid) & {h.doc_id for h in search_bm25(client, index, text, 10)})
+                for qid, text in queries.items())
+    # BM25 finds a relevant document in the top 10 for most SciFact queries (about 0.8 on the full corpus).
+    assert found >= 0.6 * len(queries), f"{found} of {len(queries)} queries found a relevant document"
+
+
+def test_index_command_prints_the_analyzer_and_the_warning(engine_node, sample):
+    index = "test-engines-cli-sample"
+    result = run_cli("index", str(sample), "--index", index, "--recreate", "--opensearch", engine_node.url)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    if engine_node.engine == "elasticsearch":
+        assert "analyzer stop" in result.stdout
+        assert len(warnings) == 1 and warnings[0].startswith(f"warning: Elasticsearch {engine_node.version} has no english")
+    else:
+        assert "analyzer english" in result.stdout and warnings == []
+    # A second run finds the index it made, with the same fallback mapping, and changes nothing.
+    again = run_cli("index", str(sample), "--index", index, "--opensearch", engine_node.url)
+    assert again.returncode == 0 and "existing index" in again.stdout, again.stderr
