@@ -34,3 +34,22 @@ def test_node_that_does_not_come_up_shows_its_log(spare_node):
     with pytest.raises(LocalNodeError, match="(?s)OpenSearch exited with status|died while starting") as info:
         broken.start(fresh=True)
     assert "log tail" in str(info.value) and "heap" in str(info.value).lower()
+
+
+class NodeWithUnknownSetting(LocalNode):
+    """A real node whose config names a setting no engine knows: it dies in its main thread at startup."""
+
+    def _prepare_node_dir(self, dist, fresh):
+        super()._prepare_node_dir(dist, fresh)
+        with open(self.node_dir / "config" / "opensearch.yml", "a") as config:
+            config.write("\nes_rerank.no_such_setting: 1\n")
+
+
+def test_node_that_dies_after_its_launcher_returned_is_reported_at_once(opensearch_url):
+    """OpenSearch's `-d` launcher exits 0 before the JVM reads its config; the wait must not run to its timeout."""
+    node = NodeWithUnknownSetting(NodeSettings(port=SPARE_PORT + 1, heap="256m", startup_timeout_s=600))
+    try:
+        with pytest.raises(LocalNodeError, match="(?s)died while starting.*no_such_setting"):
+            node.start(fresh=True)
+    finally:
+        node.stop(timeout_s=20)
