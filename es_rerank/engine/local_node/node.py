@@ -285,7 +285,7 @@ class LocalNode:
             live = self._live_pid()
             seen_pid = seen_pid or live is not None
             # The JVM deletes its pid file when it exits, and may do so before the first look.
-            if (self.pid_file.exists() or seen_pid) and live is None or self._console_shows_fatal_error():
+            if ((self.pid_file.exists() or seen_pid) and live is None) or self._console_shows_fatal_error():
                 raise LocalNodeError(
                     f"{label} on port {self.settings.port} died while starting; log tail:\n{self.log_tail()}",
                     hint="fix the cause above, or start with --fresh to wipe the node's data",
