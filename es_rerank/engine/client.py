@@ -16,7 +16,7 @@ import os
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from es_rerank.engine.engine_profile import detect
+from es_rerank.engine.engine_profile import engine_and_version
 from es_rerank.errors import ConfigError, OpenSearchUnavailable
 from es_rerank.engine.local_node.node import DEFAULT_PORT
 
@@ -66,7 +66,7 @@ def check_reachable(client, url: str) -> str:
     from opensearchpy.exceptions import OpenSearchException
 
     try:
-        return detect(client).version or "unknown"
+        return engine_and_version(client)[1] or "unknown"
     except OpenSearchException as exc:
         hint = "start the local node with `es-rerank opensearch start`" if uses_local_node(url) else \
             "check OPENSEARCH_URL and that the cluster is up"

@@ -67,15 +67,19 @@ def identify(headers: Mapping[str, str], root: Mapping) -> str:
     return ELASTICSEARCH if version.get("number") and root.get("tagline") else OPENSEARCH
 
 
-def detect(client) -> EngineProfile:
-    """Ask the cluster behind an opensearch-py `client` what it is; raises the client's errors
-    (connection refused, 401, ...) for the caller to turn into advice."""
+def engine_and_version(client) -> tuple[str, str | None]:
+    """Which engine and version the cluster behind an opensearch-py `client` is; raises the
+    client's errors (connection refused, 401, ...) for the caller to turn into advice."""
     connection = client.transport.get_connection()
     status, headers, raw = connection.perform_request("GET", "/", ignore=(405,))
     root = _json(raw) if status == 200 else {}
-    engine = identify(dict(headers), root)
-    version = (root.get("version") or {}).get("number") or _node_version(connection)
-    return EngineProfile(engine, version, _has_analyzer(connection, "english"))
+    return identify(dict(headers), root), (root.get("version") or {}).get("number") or _node_version(connection)
+
+
+def detect(client) -> EngineProfile:
+    """`engine_and_version`, and whether the cluster has the `english` analyzer."""
+    engine, version = engine_and_version(client)
+    return EngineProfile(engine, version, _has_analyzer(client.transport.get_connection(), "english"))
 
 
 def _node_version(connection) -> str | None:
@@ -85,11 +89,15 @@ def _node_version(connection) -> str | None:
 
 
 def _has_analyzer(connection, name: str) -> bool:
-    """True when the cluster knows the built-in analyzer `name` (400 "failed to find" when not)."""
+    """True when the cluster knows the built-in analyzer `name` (400 "failed to find" when not).
+
+    An account that may not call `_analyze` (403) cannot tell; every full distribution has
+    `english`, so that counts as yes, and a missing one fails where the index is created.
+    """
     body = json.dumps({"analyzer": name, "text": "stemming"}).encode()
-    status, _, raw = connection.perform_request("POST", "/_analyze", body=body, ignore=(400,),
+    status, _, raw = connection.perform_request("POST", "/_analyze", body=body, ignore=(400, 403),
                                                 headers={"content-type": "application/json"})
-    return status == 200
+    return status != 400
 
 
 def _json(raw: str) -> dict:
