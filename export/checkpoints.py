@@ -157,3 +157,34 @@ def _check_source(source: str | Path) -> None:
         return
     raise ModelError(f"checkpoint {text} does not exist",
                      hint="pass a local Hugging Face model directory or a hub id such as org/name")
+
+
+PROVENANCE_FILE = "provenance.json"  # beside a trained checkpoint: what produced it (training.provenance)
+
+
+def read_provenance(checkpoint: str | Path) -> dict | None:
+    """The training record beside `checkpoint` (its folder, or the run folder above it), if any.
+
+    A hub id or a checkpoint trained elsewhere has none; export then records `null`.
+
+    Example:
+        >>> import json, tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> read_provenance(folder) is None
+        True
+        >>> _ = (folder / PROVENANCE_FILE).write_text(json.dumps({"seed": 3}))
+        >>> read_provenance(folder)
+        {'seed': 3}
+    """
+    import json
+
+    folder = Path(checkpoint).expanduser()
+    for candidate in (folder / PROVENANCE_FILE, folder.parent / PROVENANCE_FILE):
+        if candidate.is_file():
+            try:
+                record = json.loads(candidate.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise ModelError(f"{candidate} is not valid JSON ({exc.msg})",
+                                 hint="it is written by `es-rerank train`; train again or delete it") from exc
+            return record if isinstance(record, dict) else None
+    return None

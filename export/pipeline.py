@@ -82,7 +82,7 @@ def export_checkpoint(settings: ExportSettings, thresholds: Mapping[str, ParityT
             source_checkpoint=_source_name(settings.checkpoint), max_length=max_length,
             query_max_length=settings.query_max_length, input_names=tuple(input_names), output_name="logits",
             output_activation="identity", pad_token_id=_pad_id(tokenizer, config), tokenizer_file="tokenizer.json",
-            variants=variants, details=_details(model, config, device))
+            variants=variants, details=_details(model, config, device, settings.checkpoint))
         write_meta(work, meta)
         meta = _check_parity(work, meta, model, pairs, source, device, settings.batch_size, thresholds, log)
         write_meta(work, meta)
@@ -260,12 +260,13 @@ def _source_name(checkpoint: str) -> str:
     return str(path.resolve()) if path.exists() else checkpoint
 
 
-def _details(model, config, device: str) -> dict:
+def _details(model, config, device: str, checkpoint: str) -> dict:
     import onnx
     import onnxruntime
     import torch
     import transformers
 
+    from es_rerank.export.checkpoints import read_provenance
     from es_rerank.export.onnx_graph import OPSET
 
     return {
@@ -276,4 +277,5 @@ def _details(model, config, device: str) -> dict:
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "training": read_provenance(checkpoint),  # recipe, data sha256, seed, versions; None if trained elsewhere
     }

@@ -66,6 +66,7 @@ class FineTuningConfig:
     save_every: int = 100
     num_workers: int = 2
     compile: bool = False
+    deterministic: bool = False  # deterministic kernels (training.provenance): same seed, same weights
     notes: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -82,7 +83,7 @@ class FineTuningConfig:
                         "a number in [0, 1) or null (keep the model's own)")
         self._check(self.query_max_length < self.max_length - 4, "query_max_length",
                     f"fewer than max_length - 4 = {self.max_length - 4} tokens, so a document fits")
-        self._booleans("compile")
+        self._booleans("compile", "deterministic")
 
     def objective(self) -> Objective:
         """What the loop minimises (see `training.losses`)."""

@@ -39,6 +39,7 @@ from es_rerank.training.distributed import Runtime, barrier, start_runtime, stop
 from es_rerank.training.losses import Objective
 from es_rerank.training.model import input_names, load_cross_encoder, unwrap
 from es_rerank.training.optim import build_optimizer, linear_warmup, resolve_precision
+from es_rerank.training.provenance import deterministic_mode, run_provenance, write_provenance
 from es_rerank.training.sampling import UnitSampler
 from es_rerank.training.throughput import Throughput
 from es_rerank.training.tokens import TokenStore
@@ -94,11 +95,12 @@ def fit(config: FineTuningConfig, task: Task, out_dir: Path, resume: bool = Fals
     """
     if stop_after is not None and stop_after < 1:
         raise ConfigError(f"stop_after must be at least 1 step, got {stop_after}")
-    runtime = start_runtime()
-    try:
-        return _fit(config, task, out_dir, resume, show_progress, write_state, stop_after, runtime)
-    finally:
-        stop_runtime(runtime)
+    with deterministic_mode(config.deterministic):
+        runtime = start_runtime()
+        try:
+            return _fit(config, task, out_dir, resume, show_progress, write_state, stop_after, runtime)
+        finally:
+            stop_runtime(runtime)
 
 
 def _fit(config: FineTuningConfig, task: Task, out_dir: Path, resume: bool, show_progress: bool,
@@ -106,7 +108,7 @@ def _fit(config: FineTuningConfig, task: Task, out_dir: Path, resume: bool, show
     config.check_world(runtime.world_size)
     autocast_dtype = resolve_precision(config.precision, runtime.device)
     torch.manual_seed(config.seed)  # the same fresh head on every rank and in a single process
-    if runtime.device.type == "cuda":
+    if runtime.device.type == "cuda" and not config.deterministic:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     model, tokenizer = load_cross_encoder(config.base_model, config.dropout)
@@ -133,6 +135,8 @@ def _fit(config: FineTuningConfig, task: Task, out_dir: Path, resume: bool, show
     if runtime.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         task.write_recipe(out_dir / "recipe.yaml")
+        write_provenance(out_dir, run_provenance(out_dir / "recipe.yaml", task.groups, config.seed,
+                                                 config.deterministic, runtime.world_size))
         task.begin(trainer, resumed)
     barrier(runtime)
 

@@ -18,4 +18,5 @@ FINE_TUNING_SETTINGS = [
     ("precision", click.Choice(["auto", "bf16", "fp16", "fp32"]), "Autocast precision; auto: bf16 on GPU, fp32 on CPU."),
     ("dropout", float, "Override every dropout rate of the model (default: keep the model's own)."),
     ("seed", click.IntRange(min=0), "Seed of the head initialisation, the batches and dropout."),
+    ("deterministic", bool, "Deterministic kernels: the same seed and data give the same weights (slower on GPU)."),
 ]

@@ -113,7 +113,7 @@ def test_two_gloo_processes_train_what_one_process_trains(mined, tiny_base, data
     args = ["train", "--out", str(out), "--groups", str(mined / "groups.jsonl"), "--corpus", str(data_dir / "scifact"),
             "--queries", str(data_dir / "scifact"), "--save-every", "0"]
     for key, value in config.to_dict().items():
-        if key in ("notes", "bce_balanced", "compile", "save_every"):
+        if key in ("notes", "bce_balanced", "compile", "deterministic", "save_every"):
             continue
         args += [f"--{key.replace('_', '-')}", str(value)]
     done = run_torchrun(args, REPO)
@@ -178,6 +178,26 @@ def test_an_interrupted_run_resumes_to_the_same_weights(one_process, mined, tiny
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
 
 
+def test_deterministic_mode_gives_the_same_weights_twice_and_records_what_made_them(mined, tiny_base, data_dir,
+                                                                                    tmp_path):
+    from es_rerank.training.state import file_sha256
+
+    config = tiny_config(tiny_base, deterministic=True, dropout=0.1)  # dropout: the RNG is part of it
+    for name in ("a", "b"):
+        run_one_process(config, mined, data_dir, tmp_path / name)
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.are_deterministic_algorithms_enabled()  # the mode ends with the run
+    run_one_process(tiny_config(tiny_base, deterministic=True, dropout=0.1, seed=1), mined, data_dir, tmp_path / "c")
+    c = weights(tmp_path / "c")
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # another seed trains other weights: the check can fail
+    record = json.loads((tmp_path / "a" / "provenance.json").read_text())
+    assert record["seed"] == 0 and record["deterministic"] is True and record["world_size"] == 1
+    assert record["data"] == "groups.jsonl" and record["data_sha256"] == file_sha256(mined / "groups.jsonl")
+    assert record["recipe_sha256"] == file_sha256(tmp_path / "a" / "recipe.yaml")
+    assert set(record["versions"]) == {"torch", "transformers", "tokenizers"}
+
+
 def test_the_checkpoint_round_trips_through_export(one_process, data_dir, tmp_path):
     from es_rerank.scoring.cross_encoder import OnnxScorer
     from es_rerank.training.model import load_cross_encoder, make_scorer, scoring_mode
@@ -191,6 +211,8 @@ def test_the_checkpoint_round_trips_through_export(one_process, data_dir, tmp_pa
                  "word " * 200]
     pairs_q = [q for q in queries for _ in documents]
     pairs_d = documents * len(queries)
+    training = json.loads((tmp_path / "export" / "meta.json").read_text())["details"]["training"]
+    assert training == json.loads((checkpoint / "provenance.json").read_text())  # meta.json names what trained it
     onnx_scores = OnnxScorer.load(tmp_path / "export", device="cpu").score_pairs(pairs_q, pairs_d)
     model, tokenizer = load_cross_encoder(str(checkpoint))
     scorer = make_scorer(model, tokenizer, 64, 16, torch.device("cpu"), 16)
