@@ -9,17 +9,22 @@ distribution without the analysis-common module (Elasticsearch's integ-test zip)
 and the report carries a one-line warning saying so.
 
 Documents are written with the corpus `_id` as their OpenSearch `_id`, so a re-run
-overwrites instead of duplicating.
+overwrites instead of duplicating. With `vectors` (a bi-encoder's `embed`), each document also
+gets its vector in `knn_query.VECTOR_FIELD`, embedded from title and text, for kNN candidates.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
 
 from es_rerank.data.beir import BadLine, Document, iter_corpus
 from es_rerank.engine.engine_profile import EngineProfile, detect
+from es_rerank.engine.knn_query import VECTOR_FIELD, index_settings, vector_mapping
 from es_rerank.errors import DatasetError, IndexingError
 
 ANALYZER = "english"
@@ -27,6 +32,19 @@ ANALYZER = "english"
 FALLBACK_ANALYZER = "stop"
 TEXT_FIELDS = ("title", "text")
 BULK_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class DocumentVectors:
+    """How documents get their vectors at index time: a bi-encoder's `embed` and its dimension."""
+
+    embed: Callable[[Sequence[str]], np.ndarray]
+    dim: int
+
+
+def embedded_text(doc: Document) -> str:
+    """The text a document's vector is made from: title and text, as the reranker reads them."""
+    return f"{doc.title} {doc.text}".strip()
 
 
 def choose_analyzer(profile: EngineProfile) -> tuple[str, str | None]:
@@ -46,21 +64,25 @@ def choose_analyzer(profile: EngineProfile) -> tuple[str, str | None]:
                                f"stemming, so BM25 scores differ from an {ANALYZER}-analyzed index")
 
 
-def index_body(shards: int = 1, replicas: int = 0, analyzer: str = ANALYZER) -> dict:
-    """Settings and mapping for a corpus index.
+def index_body(shards: int = 1, replicas: int = 0, analyzer: str = ANALYZER, vector_dim: int | None = None,
+               engine: str = "opensearch") -> dict:
+    """Settings and mapping for a corpus index (with a vector field when `vector_dim` is given).
 
     Example:
         >>> index_body()["mappings"]["properties"]["text"]
         {'type': 'text', 'analyzer': 'english'}
         >>> index_body(analyzer="stop")["mappings"]["properties"]["title"]["analyzer"]
         'stop'
+        >>> body = index_body(vector_dim=384, engine="opensearch")
+        >>> body["settings"]["index"]["knn"], body["mappings"]["properties"]["embedding"]["dimension"]
+        (True, 384)
     """
-    return {
-        "settings": {"index": {"number_of_shards": shards, "number_of_replicas": replicas}},
-        "mappings": {
-            "properties": {name: {"type": "text", "analyzer": analyzer} for name in TEXT_FIELDS},
-        },
-    }
+    properties: dict = {name: {"type": "text", "analyzer": analyzer} for name in TEXT_FIELDS}
+    settings: dict = {"number_of_shards": shards, "number_of_replicas": replicas}
+    if vector_dim is not None:
+        properties[VECTOR_FIELD] = vector_mapping(engine, vector_dim)
+        settings.update(index_settings(engine))
+    return {"settings": {"index": settings}, "mappings": {"properties": properties}}
 
 
 @dataclass
@@ -104,6 +126,7 @@ def index_corpus(
     recreate: bool = False,
     skip_bad: bool = False,
     progress: Callable[[Iterable, int], Iterable] | None = None,
+    vectors: DocumentVectors | None = None,
 ) -> IndexReport:
     """Index every document of `dataset` into `index` and verify the index count afterwards.
 
@@ -119,13 +142,15 @@ def index_corpus(
     if scan.documents == 0:
         raise DatasetError(f"the corpus in {dataset} holds no documents")
 
-    analyzer, warning = choose_analyzer(detect(client))
+    profile = detect(client)
+    analyzer, warning = choose_analyzer(profile)
     report = IndexReport(index=index, bad_lines=scan.bad_lines, analyzer=analyzer, warning=warning)
-    report.created = prepare_index(client, index, recreate, analyzer)
+    body = index_body(analyzer=analyzer, vector_dim=vectors.dim if vectors else None, engine=profile.engine)
+    report.created = prepare_index(client, index, recreate, analyzer, body)
     docs: Iterable[Document] = (item for item in iter_corpus(dataset) if isinstance(item, Document))
     if progress is not None:
         docs = progress(docs, scan.documents)
-    report.indexed = _bulk_index(client, index, docs)
+    report.indexed = _bulk_index(client, index, docs, vectors)
     client.indices.refresh(index=index)
     report.index_count = client.count(index=index)["count"]
     if report.index_count != len(scan.distinct_ids):
@@ -137,25 +162,28 @@ def index_corpus(
     return report
 
 
-def prepare_index(client, index: str, recreate: bool, analyzer: str = ANALYZER) -> bool:
-    """Create `index` with our mapping; True when it was created. Refuses a foreign mapping."""
+def prepare_index(client, index: str, recreate: bool, analyzer: str = ANALYZER, body: dict | None = None) -> bool:
+    """Create `index` with our mapping (`body`, default `index_body(analyzer=...)`); True when it was
+    created. Refuses a foreign mapping."""
+    body = body or index_body(analyzer=analyzer)
     exists = client.indices.exists(index=index)
     if exists and recreate:
         client.indices.delete(index=index)
         exists = False
     if exists:
-        problems = mapping_differences(client.indices.get_mapping(index=index)[index]["mappings"], analyzer)
+        problems = mapping_differences(client.indices.get_mapping(index=index)[index]["mappings"], analyzer,
+                                       body["mappings"]["properties"])
         if problems:
             raise IndexingError(
                 f"index {index} exists with a different mapping: {'; '.join(problems)}",
                 hint="pass --recreate to delete and rebuild it, or choose another --index",
             )
         return False
-    client.indices.create(index=index, body=index_body(analyzer=analyzer))
+    client.indices.create(index=index, body=body)
     return True
 
 
-def mapping_differences(existing: dict, analyzer: str = ANALYZER) -> list[str]:
+def mapping_differences(existing: dict, analyzer: str = ANALYZER, wanted: dict | None = None) -> list[str]:
     """Ways an existing mapping differs from ours, as readable strings (empty when equal).
 
     Example:
@@ -164,23 +192,27 @@ def mapping_differences(existing: dict, analyzer: str = ANALYZER) -> list[str]:
     """
     import json
 
-    wanted = index_body(analyzer=analyzer)["mappings"]["properties"]
+    wanted = wanted or index_body(analyzer=analyzer)["mappings"]["properties"]
     have = existing.get("properties", {})
     problems = []
     for name, spec in wanted.items():
         if name not in have:
             problems.append(f"{name} is missing")
+        elif name == VECTOR_FIELD:
+            size = spec.get("dims", spec.get("dimension"))
+            if have[name].get("type") != spec["type"] or have[name].get("dims", have[name].get("dimension")) != size:
+                problems.append(f"{name} is {json.dumps(have[name], sort_keys=True)}, expected {spec['type']} of {size}")
         elif {k: have[name].get(k) for k in spec} != spec:
             problems.append(f"{name} is {json.dumps(have[name], sort_keys=True)}, expected text with analyzer {analyzer}")
     return problems
 
 
-def _bulk_index(client, index: str, docs: Iterable[Document]) -> int:
+def _bulk_index(client, index: str, docs: Iterable[Document], vectors: DocumentVectors | None = None) -> int:
     from opensearchpy import helpers
 
     indexed, failures = 0, []
     for ok, item in helpers.streaming_bulk(
-        client, _actions(index, docs), chunk_size=BULK_CHUNK, raise_on_error=False, max_retries=3
+        client, _actions(index, docs, vectors), chunk_size=BULK_CHUNK, raise_on_error=False, max_retries=3
     ):
         if ok:
             indexed += 1
@@ -194,6 +226,15 @@ def _bulk_index(client, index: str, docs: Iterable[Document]) -> int:
     return indexed
 
 
-def _actions(index: str, docs: Iterable[Document]) -> Iterator[dict]:
-    for doc in docs:
-        yield {"_op_type": "index", "_index": index, "_id": doc.doc_id, "title": doc.title, "text": doc.text}
+def _actions(index: str, docs: Iterable[Document], vectors: DocumentVectors | None = None) -> Iterator[dict]:
+    iterator = iter(docs)
+    while chunk := list(itertools.islice(iterator, BULK_CHUNK)):
+        embedded = vectors.embed([embedded_text(d) for d in chunk]) if vectors else None
+        if embedded is not None and embedded.shape != (len(chunk), vectors.dim):  # type: ignore[union-attr]
+            raise IndexingError(f"the bi-encoder returned vectors of shape {embedded.shape} for {len(chunk)} documents",
+                                hint="check the bi-encoder export (es-rerank export-dense)")
+        for position, doc in enumerate(chunk):
+            action = {"_op_type": "index", "_index": index, "_id": doc.doc_id, "title": doc.title, "text": doc.text}
+            if embedded is not None:
+                action[VECTOR_FIELD] = [float(x) for x in embedded[position]]
+            yield action

@@ -17,6 +17,7 @@ from es_rerank.engine.bm25_query import search_bm25
 from es_rerank.engine.client import check_reachable, make_client
 from es_rerank.engine.engine_profile import detect
 from tests.conftest import run_cli
+from tests.fixtures_export import minilm_dense_export  # noqa: F401 (fixture)
 
 SAMPLE_QUERIES = 30
 FILLER_DOCS = 300
@@ -94,3 +95,32 @@ def test_index_command_prints_the_analyzer_and_the_warning(engine_node, sample):
     # A second run finds the index it made, with the same fallback mapping, and changes nothing.
     again = run_cli("index", str(sample), "--index", index, "--opensearch", engine_node.url)
     assert again.returncode == 0 and "existing index" in again.stdout, again.stderr
+
+
+def test_vectors_written_at_index_time_answer_knn_and_widen_the_pool(elasticsearch9, sample,
+                                                                     minilm_dense_export):  # noqa: F811
+    """`index --dense-model`: each document's bi-encoder vector is stored in the engine, a document's
+    own text finds it first by kNN, and BM25's pool joined with kNN's recalls at least as much."""
+    from es_rerank.data.indexing import DocumentVectors, embedded_text
+    from es_rerank.engine.knn_query import VECTOR_FIELD, search_knn
+    from es_rerank.scoring.bi_encoder import DenseScorer
+
+    client = make_client(elasticsearch9.url)
+    scorer = DenseScorer.load(minilm_dense_export, threads=2)
+    report = index_corpus(client, sample, "test-knn-sample", recreate=True,
+                          vectors=DocumentVectors(scorer.embed, scorer.meta.dim))
+    assert report.index_count > FILLER_DOCS
+    mapping = client.indices.get_mapping(index="test-knn-sample")["test-knn-sample"]["mappings"]["properties"]
+    assert mapping[VECTOR_FIELD]["type"] == "dense_vector" and mapping[VECTOR_FIELD]["dims"] == scorer.meta.dim
+    docs = [d for d in iter_corpus(sample) if isinstance(d, Document)][:3]
+    for doc in docs:
+        hits = search_knn(client, "test-knn-sample", "elasticsearch", scorer.embed([embedded_text(doc)])[0], 3)
+        assert hits[0].doc_id == doc.doc_id
+    queries, qrels = read_queries(sample), read_qrels(sample, "test")
+    found = {"bm25": 0, "union": 0}
+    for query_id, text in queries.items():
+        bm25 = {h.doc_id for h in search_bm25(client, "test-knn-sample", text, 10, source=False)}
+        knn = {h.doc_id for h in search_knn(client, "test-knn-sample", "elasticsearch", scorer.embed([text])[0], 10)}
+        found["bm25"] += len(bm25 & relevant(qrels, query_id))
+        found["union"] += len((bm25 | knn) & relevant(qrels, query_id))
+    assert found["union"] > found["bm25"]  # the kNN half finds relevant documents BM25's top 10 missed
