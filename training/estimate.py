@@ -12,6 +12,8 @@ Example:
     'estimate: 102 steps of 32 pairs at 4.0 s a step (steps 2-3 timed): about 6.6 min more of training (8 pairs/s), plus 2 evaluations'
     >>> timer.took(4.0) is None   # said once
     True
+    >>> StepTimer(steps=2, pairs_per_step=8, evaluations=0).took(1.0) is None   # the first step is not timed
+    True
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class StepTimer:
         left = (self.steps - len(self.seconds)) * per_step
         more = f"plus {self.evaluations} evaluation{'s' if self.evaluations != 1 else ''}" if self.evaluations else ""
         return (f"estimate: {self.steps} steps of {self.pairs_per_step} pairs at {per_step:.1f} s a step "
-                f"(steps 2-{len(self.seconds)} timed): about {_duration(left)} more of training "
+                f"({'step 2' if len(timed) == 1 else f'steps 2-{len(self.seconds)}'} timed): about {_duration(left)} more of training "
                 f"({self.pairs_per_step / per_step:,.0f} pairs/s)" + (f", {more}" if more else ""))
 
 
