@@ -24,6 +24,8 @@ import contextlib
 import json
 import os
 import shutil
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +38,7 @@ from es_rerank.training import state as saved_state
 from es_rerank.training.batches import GRID_KEYS, StepBatches, score_grid
 from es_rerank.training.config import FineTuningConfig
 from es_rerank.training.distributed import Runtime, barrier, start_runtime, stop_runtime, sum_over_ranks
+from es_rerank.training.estimate import StepTimer
 from es_rerank.training.losses import Objective
 from es_rerank.training.model import input_names, load_cross_encoder, unwrap
 from es_rerank.training.optim import build_optimizer, linear_warmup, resolve_precision
@@ -222,9 +225,13 @@ class Loop:
         sums = LossSums(runtime.device)
         tokens = pairs = 0
         step = start_step
+        timer = self._step_timer(start_step, end_step)
+        clock = time.perf_counter()
         for item in loader:
             step = item["step"] + 1
             self.train_step(trained, item, sums)
+            if timer is not None and (line := timer.took(time.perf_counter() - clock)):
+                self.say(line)
             self.meter.count(item["global_pairs"], step - start_step)
             tokens += sum(b["tokens"] for b in item["micro"])
             pairs += sum(b["pairs"] for b in item["micro"])
@@ -238,11 +245,19 @@ class Loop:
                 self._paused(self._save_state, step)
             if self.bar is not None:
                 self.bar.update(1)
+            clock = time.perf_counter()  # evaluation and saving are not steps
         if self.bar is not None:
             self.bar.close()
         self.log.update({"steps_done": step, "train_seconds": self.meter.seconds, "pairs_per_s": self.meter.rate(),
                          "pairs_per_step": config.pairs_per_step,
                          "mean_tokens_per_pair": tokens / pairs if pairs else None})
+
+    def _step_timer(self, start_step: int, end_step: int) -> StepTimer | None:
+        """On the CPU, where a run takes minutes to hours, rank 0 says at the start how long it will take."""
+        if self.runtime.device.type != "cpu" or not self.runtime.is_main:
+            return None
+        evaluations = sum(self.task.evaluates_at(s) for s in range(start_step + 1, end_step + 1))
+        return StepTimer(end_step - start_step, self.config.pairs_per_step, evaluations)
 
     def train_step(self, model, item: dict, sums: LossSums) -> None:
         """One optimizer step over this rank's micro-batches; adds the step's loss to `sums` (no sync)."""
@@ -302,6 +317,13 @@ class Loop:
         """A line for the person watching (above the progress bar when there is one)."""
         if self.bar is not None:
             self.bar.write(message)
+
+    def say(self, message: str) -> None:
+        """A line the person must see: above the progress bar, else on stderr."""
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
 
 
 def _restore(out_dir: Path, parts: Parts, config: FineTuningConfig, runtime: Runtime, log: dict, task: Task) -> int:

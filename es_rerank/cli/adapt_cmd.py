@@ -237,6 +237,11 @@ def _train(settings: dict, groups: Path, out: Path, dev_candidates: Path | None,
         line += f"; probe {config.loss} loss {probe['before']:.4f} -> {probe['after']:.4f}"
     line += f"; checkpoint in {out}" if log["finished"] else f"; stopped early, continue with --resume --out {out}"
     click.echo(line)
+    if log["finished"]:
+        index = (log.get("groups_meta") or {}).get("index") or "INDEX"
+        click.echo(f"before serving it: `es-rerank export {out} EXPORT`, then `es-rerank ab --model EXPORT --index "
+                   f"{index} --queries ... --qrels ... --record-verdict` on judged queries of the index; "
+                   "`serve` refuses it there when that A/B finds it below BM25 (the guard rail)")
     for name, value in (log.get("dev") or {}).items():
         click.echo(f"dev nDCG@10 {name:<20} {value:.4f}")
 

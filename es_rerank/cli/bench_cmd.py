@@ -1,6 +1,6 @@
 """`es-rerank bench ...`: benchmarks. Each benchmark adds its own subcommand to this group.
 
-The scorer, proxy and reliability benchmarks are lab tooling (the repository's `lab/` folder),
+The scorer, proxy, reliability and training-step benchmarks are lab tooling (the repository's `lab/` folder),
 not part of the wheel: they join the group when `lab/` sits beside the package, as in a checkout.
 """
 
@@ -17,6 +17,7 @@ LAB_COMMANDS = {
     "proxy": ("lab.cli.bench_proxy_cmd", "bench_proxy"),
     "scorer": ("lab.cli.bench_scorer_cmd", "bench_scorer"),
     "reliability": ("lab.cli.bench_reliability_cmd", "bench_reliability"),
+    "train-step": ("lab.cli.bench_train_step_cmd", "bench_train_step"),
 }
 
 
@@ -43,7 +44,7 @@ class BenchGroup(click.Group):
 def bench() -> None:
     """Benchmarks whose figures go into docs/benchmarks.md and docs/benchmarks.json.
 
-    `proxy`, `scorer` and `reliability` come from the checkout's lab/ folder.
+    `proxy`, `scorer`, `reliability` and `train-step` come from the checkout's lab/ folder.
     """
 
 

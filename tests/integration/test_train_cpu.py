@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -74,6 +75,9 @@ def test_a_short_run_from_the_packaged_minilm_lowers_the_loss(mined, data_dir, t
                      "--dev-fraction", "0.2", "--eval-depth", "5", "--out", str(out),
                      env={"OMP_NUM_THREADS": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
+    # On the CPU the run says how long it will take, from its first steps, with the numbers.
+    assert re.search(r"estimate: 5 steps of 24 pairs at [\d.]+ s a step \(steps 2-3 timed\): about [\d.]+ (s|min) "
+                     r"more of training \([\d,]+ pairs/s\), plus 1 evaluation\n", result.stderr), result.stderr[-3000:]
     log = json.loads((out / "train_log.json").read_text())
     losses = [entry["loss"] for entry in log["loss_log"]]
     assert len(losses) == 5 and losses[-1] < 0.8 * losses[0], losses
