@@ -251,3 +251,10 @@ def test_auto_id_index_through_the_proxy_writes_once(proxy, os_client):
     for _ in range(3):
         assert requests.post(f"{proxy.url}/{target}/_doc?refresh=true", json={"n": 1}).status_code == 201
     assert os_client.count(index=target)["count"] == 3
+
+
+def test_the_proxy_tells_opensearch_from_its_answers_and_answers_in_its_shape(proxy):
+    assert proxy.context.upstream.engine.known and proxy.context.upstream.engine.current == "opensearch"
+    own = requests.get(proxy.url + "/_rerank/nope")
+    assert own.status_code == 404 and own.json()["error"]["type"] == "resource_not_found_exception"
+    assert own.headers["Content-Type"] == "application/json; charset=UTF-8" and "X-Elastic-Product" not in own.headers
