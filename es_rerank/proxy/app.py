@@ -30,7 +30,7 @@ from multidict import CIMultiDict
 
 from es_rerank.proxy.context import CONTEXT, ProxyContext
 from es_rerank.proxy.headers import degraded_headers, drop_engine_less, own_json_headers, rewritten_body_headers
-from es_rerank.proxy.httperror import ProxyHTTPError, error_body, report_bug
+from es_rerank.proxy.httperror import ProxyHTTPError, report_bug
 from es_rerank.proxy.internal import internal
 from es_rerank.proxy.limits import check_declared_length, inflate, read_body
 from es_rerank.proxy.msearch import as_search, msearch_pairs, search_index, upstream_body
@@ -68,13 +68,13 @@ def create_app(settings: ProxySettings, scorer: Scorer | None,
 
 
 async def _engine_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Every answer leaves without the headers aiohttp adds and OpenSearch never sends."""
+    """Every answer leaves without the headers aiohttp adds and neither engine sends."""
     drop_engine_less(response.headers)
 
 
 async def _expect_continue(request: web.Request):
     """Answer `Expect: 100-continue` with 100 (or 413 when the declared body is over the limit), any other
-    expectation with 417 and no body, as OpenSearch does."""
+    expectation with 417 and no body, as the engines do."""
     if request.headers.get("Expect", "").strip().lower() != "100-continue":
         response = web.Response(status=417)
         response.force_close()  # the body, if any, is never read
@@ -82,7 +82,7 @@ async def _expect_continue(request: web.Request):
     try:
         check_declared_length(request.content_length, request.app[CONTEXT].settings.limits.max_body_bytes)
     except ProxyHTTPError as err:
-        return _error_response(err)
+        return _error_response(request, err)
     if request.version >= (1, 1):
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the interim response is not part of the answer's size
@@ -107,17 +107,18 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     except ProxyHTTPError as err:
         if err.status >= 500 or err.status == 429:
             log.warning("%s %s -> %d %s", request.method, path, err.status, err.reason)
-        return _error_response(err)
+        return _error_response(request, err)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
-    except Exception as exc:  # a proxy bug still answers in OpenSearch's shape; the log has the traceback
-        return _error_response(report_bug(context.metrics, "request", exc, f"{request.method} {path}"))
+    except Exception as exc:  # a proxy bug still answers in the engine's shape; the log has the traceback
+        return _error_response(request, report_bug(context.metrics, "request", exc, f"{request.method} {path}"))
 
 
-def _error_response(err: ProxyHTTPError) -> web.Response:
-    """An error the proxy answers itself, in OpenSearch's shape."""
-    response = web.Response(status=err.status, body=error_body(err.status, err.error_type, err.reason),
-                            headers=own_json_headers(err.headers))
+def _error_response(request: web.Request, err: ProxyHTTPError) -> web.Response:
+    """An error the proxy answers itself, in the upstream engine's shape and media type."""
+    engine = request.app[CONTEXT].upstream.engine
+    response = web.Response(status=err.status, body=err.body(engine.current),
+                            headers=own_json_headers(engine, request.headers, err.headers))
     if err.close:
         response.force_close()
     return response

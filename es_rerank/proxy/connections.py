@@ -6,7 +6,7 @@ malformed request gets aiohttp's text/plain 400, which quotes the offending byte
 swaps the runner's connection handler for `GuardedHandler`, which closes a connection whose
 request headers are not complete `header_timeout_s` after their first byte, closes connections
 past `max_connections` as they arrive (both counted in `es_rerank_connections_cut_total`), and
-answers malformed HTTP with OpenSearch's JSON error shape, quoting nothing.
+answers malformed HTTP with the upstream engine's JSON error shape, quoting nothing.
 """
 
 from __future__ import annotations
@@ -21,15 +21,17 @@ from es_rerank.proxy.settings import ServerSettings
 from es_rerank.proxy.headers import drop_engine_less, own_json_headers
 from es_rerank.proxy.httperror import error_body
 from es_rerank.proxy.metrics import ProxyMetrics
+from es_rerank.proxy.upstream_engine import UpstreamEngine
 
 
 class ConnectionGuard:
     """The limits every connection handler applies, and the metrics it reports them in."""
 
-    def __init__(self, settings: ServerSettings, metrics: ProxyMetrics) -> None:
+    def __init__(self, settings: ServerSettings, metrics: ProxyMetrics, engine: UpstreamEngine) -> None:
         self.header_timeout_s = settings.header_timeout_s
         self.max_connections = settings.max_connections
         self.metrics = metrics
+        self.engine = engine  # whose error shape protocol errors take
         self.open = 0  # counted here: aiohttp lists a connection until its handler task ends, after it closed
 
     def opened(self) -> bool:
@@ -54,14 +56,14 @@ class EngineShapedError(web.Response):
         drop_engine_less(self.headers)
 
 
-def protocol_error(status: int, exc: BaseException | None) -> web.Response:
-    """The answer to a request aiohttp could not parse or handle: OpenSearch's JSON error shape, closing.
+def protocol_error(status: int, exc: BaseException | None, engine: UpstreamEngine) -> web.Response:
+    """The answer to a request aiohttp could not parse or handle: the engine's JSON error shape, closing.
 
     The reason names the kind of error only: aiohttp's message quotes the client's bytes.
 
     Example:
         >>> from aiohttp.http_exceptions import BadHttpMessage
-        >>> protocol_error(400, BadHttpMessage("Authorization: Basic c2VjcmV0")).text
+        >>> protocol_error(400, BadHttpMessage("Authorization: Basic c2VjcmV0"), UpstreamEngine("auto")).text
         '{"error":{"root_cause":[{"type":"illegal_argument_exception","reason":"malformed HTTP request (BadHttpMessage); fix the client that sent it"}],"type":"illegal_argument_exception","reason":"malformed HTTP request (BadHttpMessage); fix the client that sent it"},"status":400}'
     """
     if status >= 500:
@@ -71,7 +73,7 @@ def protocol_error(status: int, exc: BaseException | None) -> web.Response:
         error_type = "illegal_argument_exception"
         reason = f"malformed HTTP request ({kind}); fix the client that sent it"
     response = EngineShapedError(status=status, body=error_body(status, error_type, reason),
-                                 headers=own_json_headers())
+                                 headers=own_json_headers(engine))
     response.force_close()
     return response
 
@@ -121,7 +123,8 @@ class GuardedHandler(RequestHandler):
     def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)  # logs it (redacted), raises if a response is under way
-        return protocol_error(status, exc)
+        assert isinstance(self._manager, GuardedServer)
+        return protocol_error(status, exc, self._manager.guard.engine)
 
 
 class GuardedServer(web.Server):
@@ -133,10 +136,11 @@ class GuardedServer(web.Server):
         return GuardedHandler(self, loop=self._loop, **self._kwargs)
 
 
-def guard_connections(runner: web.AppRunner, settings: ServerSettings, metrics: ProxyMetrics) -> None:
+def guard_connections(runner: web.AppRunner, settings: ServerSettings, metrics: ProxyMetrics,
+                      engine: UpstreamEngine) -> None:
     """Make the set-up runner's connections `GuardedHandler`s (call before any site starts)."""
     server = runner.server
     assert server is not None, "call guard_connections after runner.setup()"
     server.__class__ = GuardedServer  # aiohttp builds its Server itself; this only changes the handler it makes
     assert isinstance(server, GuardedServer)
-    server.guard = ConnectionGuard(settings, metrics)
+    server.guard = ConnectionGuard(settings, metrics, engine)

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Mapping
 
 from aiohttp import web
@@ -27,6 +28,8 @@ from es_rerank.proxy.result_windows import ResultWindows
 from es_rerank.proxy.settings import ProxySettings, UpstreamSettings  # noqa: F401 (doctest)
 from es_rerank.proxy.upstream import Upstream
 from es_rerank.scoring.cross_encoder import Scorer
+
+log = logging.getLogger("es_rerank.proxy")
 
 
 class ProxyContext:
@@ -57,6 +60,8 @@ class ProxyContext:
     async def lifespan(self, app: web.Application):
         """aiohttp cleanup context (`app.cleanup_ctx`): open the pool, start the scoring worker; close both at the end."""
         await self.upstream.start()
+        await self.upstream.detect_engine()
+        log.info("upstream engine: %s", self.upstream.engine.describe())
         for batcher in self.batchers():
             batcher.start()
         yield

@@ -1,7 +1,9 @@
-"""Errors the proxy answers itself, always in OpenSearch's error shape.
+"""Errors the proxy answers itself, in the upstream engine's error shape.
 
 Every such error is one row of `STATUS_TABLE` (its HTTP status and OpenSearch error type) and
 is built by the named constructor of that row, so a status and its type never drift apart.
+Elasticsearch's error object has the same shape; where its type for the same fault has another
+name, `ELASTICSEARCH_TYPES` gives it (`ProxyHTTPError.type_for`).
 
 Example:
     >>> err = ProxyHTTPError.payload_too_large("body is 20 bytes, limit 10")
@@ -13,13 +15,12 @@ from __future__ import annotations
 
 import logging
 
+from es_rerank.engine.engine_profile import ELASTICSEARCH, OPENSEARCH
 from es_rerank.errors import EsRerankError
 from es_rerank.proxy.jsonio import dumps, loads  # noqa: F401 (loads: doctest)
 from es_rerank.proxy.metrics import ProxyMetrics
 
 log = logging.getLogger("es_rerank.proxy")
-
-JSON_TYPE = "application/json; charset=UTF-8"  # what OpenSearch labels its JSON answers
 
 # kind -> (HTTP status, OpenSearch error type); each kind has the ProxyHTTPError constructor of its name.
 # The types are the ones OpenSearch itself answers with for the same fault, where it has one.
@@ -37,6 +38,10 @@ STATUS_TABLE: dict[str, tuple[int, str]] = {
     "upstream_unavailable": (502, "upstream_unavailable_exception"),
     "upstream_timeout": (504, "upstream_timeout_exception"),
 }
+# kind -> Elasticsearch's type, where it differs from OpenSearch's (EsRejectedExecutionException).
+ELASTICSEARCH_TYPES: dict[str, str] = {
+    "rejected": "es_rejected_execution_exception",
+}
 
 
 class ProxyHTTPError(EsRerankError):
@@ -52,10 +57,11 @@ class ProxyHTTPError(EsRerankError):
     """
 
     def __init__(self, status: int, error_type: str, reason: str, *, headers: dict | None = None,
-                 close: bool = False) -> None:
+                 close: bool = False, kind: str = "") -> None:
         super().__init__(reason)
         self.status = status
         self.error_type = error_type
+        self.kind = kind
         self.reason = reason
         self.headers = dict(headers or {})
         self.close = close
@@ -76,7 +82,26 @@ class ProxyHTTPError(EsRerankError):
         if kind not in STATUS_TABLE:
             raise KeyError(f"no proxy error kind {kind!r}; STATUS_TABLE has {', '.join(STATUS_TABLE)}")
         default_status, error_type = STATUS_TABLE[kind]
-        return cls(status or default_status, error_type, reason, headers=headers, close=close)
+        return cls(status or default_status, error_type, reason, headers=headers, close=close, kind=kind)
+
+    def type_for(self, engine: str = OPENSEARCH) -> str:
+        """The error type as `engine` ('opensearch' or 'elasticsearch') names the same fault.
+
+        Example:
+            >>> err = ProxyHTTPError.rejected("at the limit", status=429, retry_after_s=1)
+            >>> err.type_for("opensearch"), err.type_for("elasticsearch")
+            ('rejected_execution_exception', 'es_rejected_execution_exception')
+        """
+        return ELASTICSEARCH_TYPES.get(self.kind, self.error_type) if engine == ELASTICSEARCH else self.error_type
+
+    def body(self, engine: str = OPENSEARCH) -> bytes:
+        """The error as the JSON body `engine` would answer.
+
+        Example:
+            >>> loads(ProxyHTTPError.bad_request("no").body("elasticsearch"))["error"]["type"]
+            'illegal_argument_exception'
+        """
+        return error_body(self.status, self.type_for(engine), self.reason)
 
     @classmethod
     def bad_request(cls, reason: str) -> ProxyHTTPError:
@@ -150,8 +175,8 @@ def error_body(status: int, error_type: str, reason: str) -> bytes:
 
 
 def error_object(status: int, error_type: str, reason: str) -> dict:
-    """`{"error": {"root_cause", "type", "reason"}, "status"}`, the shape OpenSearch's own errors have
-    (a whole response, or one failed search among an `_msearch`'s `responses`).
+    """`{"error": {"root_cause", "type", "reason"}, "status"}`, the shape OpenSearch's and Elasticsearch's
+    own errors have (a whole response, or one failed search among an `_msearch`'s `responses`).
 
     Example:
         >>> error_object(500, "proxy_internal_exception", "bug")["error"]["root_cause"]

@@ -32,10 +32,10 @@ async def internal(context: ProxyContext, request: web.Request, path: str) -> we
     if request.method not in ("GET", "HEAD"):
         raise ProxyHTTPError.method_not_allowed(f"{path} answers GET and HEAD only")
     if path == "/_rerank/health":
-        return _json_response(200, {"status": "live"})
+        return _json_response(context, request, 200, {"status": "live"})
     if path == "/_rerank/ready":
         ready, details = await readiness(context)
-        return _json_response(200 if ready else 503, details)
+        return _json_response(context, request, 200 if ready else 503, details)
     if path == "/_rerank/metrics":
         return web.Response(body=metrics_text(context).encode(), headers={"Content-Type": "text/plain; version=0.0.4"})
     raise ProxyHTTPError.not_found(
@@ -43,9 +43,10 @@ async def internal(context: ProxyContext, request: web.Request, path: str) -> we
         f" and, in an A/B test, {EVENTS_PATH}")
 
 
-def _json_response(status: int, payload: dict) -> web.Response:
-    """A small JSON response of the proxy's own."""
-    return web.Response(status=status, body=dumps(payload), headers=own_json_headers())
+def _json_response(context: ProxyContext, request: web.Request, status: int, payload: dict) -> web.Response:
+    """A small JSON response of the proxy's own, with the upstream engine's headers."""
+    return web.Response(status=status, body=dumps(payload),
+                        headers=own_json_headers(context.upstream.engine, request.headers))
 
 
 async def readiness(context: ProxyContext) -> tuple[bool, dict]:
@@ -61,11 +62,12 @@ async def readiness(context: ProxyContext) -> tuple[bool, dict]:
              for name, batcher in context.dense_batchers.items()}
     opensearch = await context.upstream.recently_reachable()
     if not opensearch:
-        reasons.append("OpenSearch is unreachable")
+        reasons.append(f"{context.upstream.engine.label} is unreachable")
     ready = not reasons
     context.metrics.ready.set(1 if ready else 0)
+    # "opensearch" names the upstream, whichever engine it is (the key predates Elasticsearch upstreams).
     details = {"ready": ready, "model": model, "opensearch": "reachable" if opensearch else "unreachable",
-               "reasons": reasons}
+               "engine": context.upstream.engine.describe(), "reasons": reasons}
     if dense:
         details["dense_models"] = dense
     return ready, details

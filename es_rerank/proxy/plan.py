@@ -251,7 +251,7 @@ def plan_checked_search(request: SearchRequest, settings: ProxySettings) -> Pass
         return PassThrough("from/size are not non-negative integers: OpenSearch answers it", passthrough_body)
     if size == 0:
         return PassThrough("size=0 asks for no hits", passthrough_body)
-    text = knobs.get("query_text") or (lucene_text(params["q"]) if "q" in params else query_text(body.get("query")))
+    text = knobs.get("query_text") or (lucene_text(params["q"]) if "q" in params else query_text(search_query(body)))
     if not text:
         return PassThrough("no query text found", passthrough_body)
     fields = _knob_fields(knobs) or rule.fields
@@ -443,9 +443,46 @@ def _body_skip_reason(body: dict, params: dict[str, str]) -> str | None:
         return "search_after pagination"
     if "pit" in body:
         return "point-in-time search"
+    # Elasticsearch's own ranking: its order is the product the client asked for, so it passes through.
+    for key in ("knn", "rank", "sub_searches"):
+        if key in body:
+            return f"Elasticsearch's {key} given"
+    if "retriever" in body:
+        standard = standard_retriever(body["retriever"])
+        if standard is None:
+            return "a retriever other than standard (rrf, knn, text_similarity_reranker, ...)"
+        if not sorts_by_relevance(standard.get("sort")):
+            return "sorted by something other than _score"
+        if "search_after" in standard:
+            return "search_after pagination"
     if body.get("stored_fields") == "_none_":
         return "stored_fields=_none_ fetches no text"
     return None
+
+
+def standard_retriever(retriever) -> dict | None:
+    """The body of an Elasticsearch `{"standard": {...}}` retriever (a query, like a plain search), else None.
+
+    Example:
+        >>> standard_retriever({"standard": {"query": {"match": {"text": "gene"}}}})
+        {'query': {'match': {'text': 'gene'}}}
+        >>> standard_retriever({"rrf": {"retrievers": []}}) is None
+        True
+    """
+    if isinstance(retriever, dict) and list(retriever) == ["standard"] and isinstance(retriever["standard"], dict):
+        return retriever["standard"]
+    return None
+
+
+def search_query(body: dict):
+    """The query a search ranks by: the body's `query`, or its standard retriever's.
+
+    Example:
+        >>> search_query({"retriever": {"standard": {"query": {"match": {"text": "gene"}}}}})
+        {'match': {'text': 'gene'}}
+    """
+    standard = standard_retriever(body.get("retriever"))
+    return standard.get("query") if standard is not None else body.get("query")
 
 
 def _page(body: dict, params: dict[str, str]) -> tuple[int | None, int]:

@@ -303,11 +303,11 @@ def _msearch_page(context: ProxyContext, item: dict, spec: RerankSpec, scores: n
         reason = fallback_reason(scores)
         if reason is None:
             err = report_bug(context.metrics, "score", scores, where)
-            return error_object(err.status, err.error_type, err.reason), "error"
+            return error_object(err.status, err.type_for(context.upstream.engine.current), err.reason), "error"
         _note_fallback(context, reason, scores, where)
         return bm25_page(item, spec), "fallback"
     try:
         return reranked_page(item, spec, scores), "reranked"
     except Exception as exc:
         err = report_bug(context.metrics, "rewrite", exc, where)
-        return error_object(err.status, err.error_type, err.reason), "error"
+        return error_object(err.status, err.type_for(context.upstream.engine.current), err.reason), "error"

@@ -90,7 +90,7 @@ async def start_site(settings: ProxySettings, scorer: Scorer | None,
                            keepalive_timeout=75.0,
                            auto_decompress=False)  # relay gzip bodies as sent; the app inflates only what it reads
     await runner.setup()
-    guard_connections(runner, settings.server, app[CONTEXT].metrics)
+    guard_connections(runner, settings.server, app[CONTEXT].metrics, app[CONTEXT].upstream.engine)
     site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True, backlog=1024)
     await site.start()
     host, port = runner.addresses[0][:2]

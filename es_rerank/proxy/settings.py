@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 DEFAULT_FIELDS = ("title", "text")
 OVERLOAD_ACTIONS = ("shed", "degrade")
+# --upstream-engine: auto tells the engine from its answers (es_rerank.proxy.upstream_engine).
+UPSTREAM_ENGINES = ("auto", "opensearch", "elasticsearch")
 RULE_KEYS = ("deadline_ms", "dense_model", "fields", "fusion", "fusion_file", "rerank", "window")
 PATTERN_CHARS = frozenset("*?[")
 
@@ -118,6 +120,7 @@ class UpstreamSettings:
 
     For an `https` URL, `ca_file` names a PEM bundle of CAs to trust instead of the system's (a
     private CA); `verify=False` turns certificate checks off altogether (test clusters only).
+    `engine` is the engine whose answers the proxy's own look like (`auto`: told from its answers).
 
     Example:
         >>> UpstreamSettings("http://h:9200", ca_file=Path("ca.pem"))
@@ -132,8 +135,12 @@ class UpstreamSettings:
     pool_size: int = 256
     ca_file: Path | None = None
     verify: bool = True
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.engine not in UPSTREAM_ENGINES:
+            raise ConfigError(f"upstream engine must be one of {', '.join(UPSTREAM_ENGINES)}, got {self.engine!r}",
+                              hint="use --upstream-engine auto (told from the upstream's answers)")
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"OpenSearch URL {self.url!r} is not an http(s) URL", hint="use e.g. http://127.0.0.1:9200")

@@ -1,8 +1,9 @@
-"""The connection pool to OpenSearch: a fixed address, separate connect/read timeouts, no retries.
+"""The connection pool to the upstream engine: a fixed address, separate connect/read timeouts, no retries.
 
 Requests go to `settings.url` + the client's raw path and query, never to a host taken from the
 request. Bodies are relayed as bytes: no decompression, no cookies, no headers added (which
-headers cross is `es_rerank.proxy.headers`).
+headers cross is `es_rerank.proxy.headers`). Its answers tell `engine` which engine is upstream
+(`es_rerank.proxy.upstream_engine`), asked once with `GET /` as the pool opens.
 
 Example:
     >>> Upstream(UpstreamSettings("http://127.0.0.1:9200"), ProxyMetrics()).url("/_cat/indices?v")
@@ -24,10 +25,13 @@ from es_rerank.proxy.settings import UpstreamSettings
 from es_rerank.errors import ConfigError
 from es_rerank.engine.client import redact
 from es_rerank.proxy.httperror import ProxyHTTPError
+from es_rerank.proxy.jsonio import loads
 from es_rerank.proxy.metrics import ProxyMetrics
+from es_rerank.proxy.upstream_engine import UpstreamEngine
 
 UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 READY_CACHE_S = 1.0
+ENGINE_PROBE_S = 5.0  # the start-up `GET /` that tells the engine; past it, later answers tell
 
 log = logging.getLogger("es_rerank.proxy")
 
@@ -58,11 +62,12 @@ def upstream_ssl(settings: UpstreamSettings) -> ssl.SSLContext | bool:
 
 
 class Upstream:
-    """One aiohttp session to OpenSearch for the proxy's lifetime."""
+    """One aiohttp session to the upstream engine for the proxy's lifetime."""
 
     def __init__(self, settings: UpstreamSettings, metrics: ProxyMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.engine = UpstreamEngine(settings.engine)
         self.session: aiohttp.ClientSession | None = None
         self._ssl = upstream_ssl(settings)  # built here so a bad CA file fails before the port opens
         self._reachable = (0.0, False)  # (checked at, answered)
@@ -85,6 +90,25 @@ class Upstream:
         # connection; OpenSearch PUT/DELETE are not safe to repeat, so nothing is ever re-sent.
         self.session._retry_connection = False
 
+    async def detect_engine(self) -> None:
+        """Ask `GET /` which engine is upstream, when `--upstream-engine auto` left it open; a failed
+        probe leaves it to later answers (the log says so)."""
+        if self.engine.known:
+            return
+        try:
+            async with self.session.get(self.url("/"), timeout=aiohttp.ClientTimeout(total=ENGINE_PROBE_S)) as resp:
+                body = await resp.read()
+        except UPSTREAM_ERRORS as exc:
+            log.warning("could not ask %s which engine it is (%s); answering in OpenSearch's shape until it answers "
+                        "(--upstream-engine opensearch|elasticsearch fixes it)", redact(self.settings.base),
+                        type(exc).__name__)
+            return
+        try:
+            root = loads(body) if resp.status == 200 else {}
+        except ValueError:
+            root = {}
+        self.engine.note(resp.status, resp.headers, root if isinstance(root, dict) else {})
+
     async def close(self) -> None:
         """Close pooled connections.
         """
@@ -105,10 +129,13 @@ class Upstream:
         """Send one request; the caller reads and releases the response. Raises ProxyHTTPError 502/504.
         """
         try:
-            return await self.session.request(method, self.url(path_qs), headers=headers, data=data,
-                                              allow_redirects=False)
+            response = await self.session.request(method, self.url(path_qs), headers=headers, data=data,
+                                                  allow_redirects=False)
         except UPSTREAM_ERRORS as exc:
             raise self.error(exc) from exc
+        if not self.engine.known:
+            self.engine.note(response.status, response.headers)
+        return response
 
     async def fetch(self, method: str, path_qs: str, headers: CIMultiDict, data: bytes | None
                     ) -> tuple[int, CIMultiDictProxy, bytes]:
@@ -123,7 +150,7 @@ class Upstream:
             response.release()
 
     def error(self, exc: BaseException) -> ProxyHTTPError:
-        """Turn a connection failure or timeout into OpenSearch-shaped 502/504 and count it.
+        """Turn a connection failure or timeout into a 502/504 in the engine's shape and count it.
 
         Example:
             >>> Upstream(UpstreamSettings("http://127.0.0.1:9200"), ProxyMetrics()).error(asyncio.TimeoutError()).status
@@ -132,9 +159,11 @@ class Upstream:
         where = redact(self.settings.base)
         if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
             self.metrics.upstream_errors.inc(("timeout",))
-            return ProxyHTTPError.upstream_timeout(f"OpenSearch at {where} did not answer in time ({type(exc).__name__})")
+            return ProxyHTTPError.upstream_timeout(
+                f"{self.engine.label} at {where} did not answer in time ({type(exc).__name__})")
         self.metrics.upstream_errors.inc(("connect",))
-        return ProxyHTTPError.upstream_unavailable(f"OpenSearch at {where} is unavailable: {type(exc).__name__}: {exc}")
+        return ProxyHTTPError.upstream_unavailable(
+            f"{self.engine.label} at {where} is unavailable: {type(exc).__name__}: {exc}")
 
     async def recently_reachable(self) -> bool:
         """`reachable()`, asked at most once every READY_CACHE_S (readiness probes come often).
@@ -146,11 +175,12 @@ class Upstream:
         return reachable
 
     async def reachable(self, timeout_s: float = 2.0) -> bool:
-        """True when OpenSearch answers `GET /` with any HTTP status (401 still means it is up).
+        """True when the upstream answers `GET /` with any HTTP status (401, or Elasticsearch's 405, still mean it is up).
         """
         try:
             async with self.session.get(self.url("/"), timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
                 await resp.read()
+                self.engine.note(resp.status, resp.headers)
                 return True
         except UPSTREAM_ERRORS:
             return False

@@ -11,7 +11,7 @@ import socket
 import pytest
 import requests
 
-from es_rerank.proxy.settings import IndexRule
+from es_rerank.proxy.settings import IndexRule, UpstreamSettings
 from es_rerank.engine.client import make_client
 from tests.proxy_support import (BackgroundApp, RawUpstream, TermOverlapScorer, capture_app, running_proxy,
                                  settings_for)
@@ -199,9 +199,14 @@ def test_upstream_errors_keep_their_status_and_body(proxy, opensearch_url):
         assert (through.status_code, through.content) == (direct.status_code, direct.content)
 
 
+def counted(upstream_url: str):
+    """Settings for a test that counts what reaches upstream: the engine named, so no start-up `GET /` asks it."""
+    return settings_for(upstream_url, upstream=UpstreamSettings(upstream_url, engine="opensearch"))
+
+
 def test_client_headers_reach_upstream_as_sent_and_nothing_is_added():
     seen = []
-    with BackgroundApp(capture_app(seen)) as upstream, running_proxy(settings_for(upstream.url)) as proxy:
+    with BackgroundApp(capture_app(seen)) as upstream, running_proxy(counted(upstream.url)) as proxy:
         sent = {"Authorization": "Basic dXNlcjpzM2NyZXQ=", "X-Opaque-Id": "job-7",
                 "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "X-Custom": "a, b",
                 "Host": "evil.example:9200"}
@@ -233,7 +238,7 @@ def test_credentials_are_never_logged(caplog):
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
 def test_a_request_is_never_sent_twice(method):
-    with RawUpstream() as dropping, running_proxy(settings_for(dropping.url)) as proxy:
+    with RawUpstream() as dropping, running_proxy(counted(dropping.url)) as proxy:
         for _ in range(2):  # the second reuses nothing: the first connection was dropped
             response = requests.request(method, proxy.url + "/proxy-x/_doc/1", json={"a": 1})
             assert response.status_code == 502
@@ -246,3 +251,10 @@ def test_auto_id_index_through_the_proxy_writes_once(proxy, os_client):
     for _ in range(3):
         assert requests.post(f"{proxy.url}/{target}/_doc?refresh=true", json={"n": 1}).status_code == 201
     assert os_client.count(index=target)["count"] == 3
+
+
+def test_the_proxy_tells_opensearch_from_its_answers_and_answers_in_its_shape(proxy):
+    assert proxy.context.upstream.engine.known and proxy.context.upstream.engine.current == "opensearch"
+    own = requests.get(proxy.url + "/_rerank/nope")
+    assert own.status_code == 404 and own.json()["error"]["type"] == "resource_not_found_exception"
+    assert own.headers["Content-Type"] == "application/json; charset=UTF-8" and "X-Elastic-Product" not in own.headers

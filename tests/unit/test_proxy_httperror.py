@@ -51,3 +51,13 @@ def test_rejected_takes_the_configured_shed_status_and_says_when_to_retry(status
 def test_an_unknown_kind_names_the_kinds_there_are():
     with pytest.raises(KeyError, match="STATUS_TABLE has bad_request"):
         ProxyHTTPError.of_kind("teapot", "short and stout")
+
+
+def test_elasticsearch_names_each_fault_as_it_does_itself():
+    rejected = ProxyHTTPError.rejected("at the limit", status=429, retry_after_s=1)
+    assert rejected.type_for("elasticsearch") == "es_rejected_execution_exception"
+    assert loads(rejected.body("elasticsearch"))["error"]["root_cause"][0]["type"] == "es_rejected_execution_exception"
+    for kind in EXPECTED:  # every other fault has the same type in both engines
+        if kind != "rejected":
+            err = getattr(ProxyHTTPError, kind)("x")
+            assert err.type_for("elasticsearch") == err.type_for("opensearch") == EXPECTED[kind][1]

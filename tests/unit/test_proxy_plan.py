@@ -188,3 +188,38 @@ def test_source_handling_decides_where_text_comes_from():
 
 def test_parse_params_decodes_like_opensearch():
     assert parse_params("q=a%20b+c&size=5&size=6") == {"q": "a b c", "size": "6"}
+
+
+RETRIEVER = {"retriever": {"standard": {"query": {"match": {"text": "gene therapy"}}}}}
+
+
+def test_a_standard_retriever_is_reranked_like_its_query():
+    result = plan({**RETRIEVER, "from": 5, "size": 3})
+    assert isinstance(result, RerankPlan)
+    assert (result.spec.query_text, result.spec.start, result.spec.size) == ("gene therapy", 5, 3)
+    body = json.loads(window_request(result, max_result_window=10000).body)
+    assert body == {**RETRIEVER, "from": 0, "size": 50}  # the window is asked for beside the retriever
+
+
+@pytest.mark.parametrize("body, reason", [
+    ({"retriever": {"rrf": {"retrievers": [RETRIEVER["retriever"]]}}}, "a retriever other than standard"),
+    ({"retriever": {"knn": {"field": "v", "query_vector": [1, 0], "k": 5, "num_candidates": 10}}},
+     "a retriever other than standard"),
+    ({"retriever": {"text_similarity_reranker": {"retriever": RETRIEVER["retriever"], "field": "text"}}},
+     "a retriever other than standard"),
+    ({"retriever": {"standard": {**RETRIEVER["retriever"]["standard"], "sort": [{"year": "desc"}]}}},
+     "sorted by something other than _score"),
+    ({"retriever": {"standard": {**RETRIEVER["retriever"]["standard"], "search_after": [1.5]}}},
+     "search_after pagination"),
+    ({**MATCH, "knn": {"field": "v", "query_vector": [1, 0], "k": 5, "num_candidates": 10}}, "Elasticsearch's knn given"),
+    ({**MATCH, "rank": {"rrf": {}}}, "Elasticsearch's rank given"),
+    ({**MATCH, "pit": {"id": "abc", "keep_alive": "1m"}}, "point-in-time search"),
+])
+def test_elasticsearchs_own_ranking_passes_through(body, reason):
+    result = plan(body)
+    assert isinstance(result, PassThrough) and result.reason.startswith(reason), result
+
+
+def test_compatible_with_media_types_count_as_json():
+    compat = "application/vnd.elasticsearch+json; compatible-with=9"
+    assert isinstance(plan(MATCH, headers={"Content-Type": compat, "Accept": compat}), RerankPlan)
