@@ -34,7 +34,11 @@ def compose_client():
     return None
 
 
-@pytest.mark.parametrize("profile", ["gpu", "cpu"])
+PROFILE_SERVICES = {"gpu": {"opensearch", "proxy"}, "cpu": {"opensearch", "proxy-cpu"},
+                    "elasticsearch": {"elasticsearch", "proxy-elasticsearch"}}
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILE_SERVICES))
 def test_compose_client_accepts_the_file(profile):
     client = compose_client()
     if client is None:
@@ -43,7 +47,7 @@ def test_compose_client_accepts_the_file(profile):
                             text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
-    assert {"opensearch", "proxy" if profile == "gpu" else "proxy-cpu"} <= set(services)  # v1 ignores profiles here
+    assert PROFILE_SERVICES[profile] <= set(services)  # v1 ignores profiles here
 
 
 def test_opensearch_service(compose):
@@ -102,3 +106,27 @@ def test_dockerfile_builds_the_gpu_proxy_with_a_healthcheck():
             assert (REPO / path).exists(), f"Dockerfile copies {path}, which is not in the repository"
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".venv" in ignored and "*.onnx" in ignored
+
+
+def test_every_service_belongs_to_a_profile_so_one_engine_starts(compose):
+    for name, service in compose["services"].items():
+        assert service.get("profiles"), f"{name} has no profile: it would start beside the other engine"
+    for profile, names in PROFILE_SERVICES.items():
+        assert {n for n, s in compose["services"].items() if profile in s["profiles"]} == names
+
+
+def test_the_elasticsearch_profile_puts_the_proxy_in_front_of_elasticsearch(compose, monkeypatch):
+    es = compose["services"]["elasticsearch"]
+    assert es["image"].startswith("docker.elastic.co/elasticsearch/elasticsearch:9.")
+    assert es["environment"]["discovery.type"] == "single-node" and es["environment"]["xpack.security.enabled"] == "false"
+    assert "_cluster/health" in " ".join(es["healthcheck"]["test"]) and es["ports"] == ["127.0.0.1:9200:9200"]
+    proxy = compose["services"]["proxy-elasticsearch"]
+    assert proxy["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
+    assert proxy["build"]["args"]["EXTRA"] == "serve" and "/_rerank/ready" in " ".join(proxy["healthcheck"]["test"])
+    for name, value in proxy["environment"].items():
+        default = re.fullmatch(r"\$\{\w+:-(.*)\}", str(value))
+        monkeypatch.setenv(name, default.group(1) if default else str(value))
+    monkeypatch.setenv("ES_RERANK_SERVE_MODEL", str(REPO))
+    with serve.make_context("serve", [], auto_envvar_prefix="ES_RERANK_SERVE") as ctx:
+        params = ctx.params
+    assert params["opensearch_url"] == "http://elasticsearch:9200" and params["upstream_engine"] == "elasticsearch"
