@@ -234,7 +234,8 @@ def _actions(index: str, docs: Iterable[Document], vectors: DocumentVectors | No
             raise IndexingError(f"the bi-encoder returned vectors of shape {embedded.shape} for {len(chunk)} documents",
                                 hint="check the bi-encoder export (es-rerank export-dense)")
         for position, doc in enumerate(chunk):
-            action = {"_op_type": "index", "_index": index, "_id": doc.doc_id, "title": doc.title, "text": doc.text}
+            action: dict[str, object] = {"_op_type": "index", "_index": index, "_id": doc.doc_id, "title": doc.title,
+                                         "text": doc.text}
             if embedded is not None:
                 action[VECTOR_FIELD] = [float(x) for x in embedded[position]]
             yield action
