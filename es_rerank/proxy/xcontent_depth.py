@@ -47,16 +47,47 @@ def depth_bound(body: bytes, fmt: str) -> int:
 
 
 def yaml_depth_bound(body: bytes) -> int:
-    """Block nesting costs a character of indentation or an indicator per level; flow nesting costs a bracket.
+    """An upper bound of a YAML body's depth: the larger of the parser's own count and a character count.
+
+    The parser's events (no document is built) count nesting exactly wherever the body is valid
+    YAML, quoted scalars included (a `"` inside `'...'` is text, not a string's start). The
+    character count covers what the parser stops at: block nesting costs a character of
+    indentation or an indicator per level, flow nesting a bracket.
 
     Example:
         >>> yaml_depth_bound(b"query:\\n  match:\\n    text: wing\\n")
         5
+        >>> yaml_depth_bound(b"'\\"': [[[]]]\\n") >= 4
+        True
     """
     block = max((len(match.group()) for match in _YAML_PREFIX.finditer(body)), default=0)
     scanner = limits.JsonDepthScanner()
     scanner.feed(body)
-    return block + 1 + scanner.deepest
+    return max(block + 1 + scanner.deepest, yaml_event_depth(body))
+
+
+def yaml_event_depth(body: bytes) -> int:
+    """The deepest nesting of mappings and sequences the YAML parser reports before the body ends or
+    stops parsing; iterative (a deep body cannot exhaust the stack) and builds nothing.
+
+    Example:
+        >>> yaml_event_depth(b"a: [1, {b: [2]}]\\n"), yaml_event_depth(b"[[[ broken")
+        (4, 3)
+    """
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
+    depth = deepest = 0
+    try:
+        for event in yaml.parse(body, Loader=loader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                deepest = max(deepest, depth)
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        pass  # invalid from here on: what was parsed so far still counts
+    return deepest
 
 
 def cbor_depth(body: bytes) -> int:

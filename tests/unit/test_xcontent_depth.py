@@ -3,7 +3,7 @@
 import struct
 
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from es_rerank.proxy.limits import json_depth
 from es_rerank.proxy.xcontent_depth import cbor_depth, yaml_depth_bound
@@ -44,6 +44,8 @@ def test_cbor_depth_is_the_json_depth(value):
 
 @settings(max_examples=300, deadline=None)
 @given(value=VALUES, flow=st.booleans())
+@example(value={'"': []}, flow=False)  # a double quote inside a single-quoted key once hid the list after it
+@example(value={"'": [[{"a": ['"']}]]}, flow=True)
 def test_the_yaml_bound_is_never_below_the_depth(value, flow):
     text = yaml.safe_dump(value, default_flow_style=flow, allow_unicode=True).encode()
     assert yaml_depth_bound(text) >= json_depth(yaml.safe_load(text))
