@@ -83,6 +83,7 @@ class GuardedHandler(RequestHandler):
 
     _guard: ConnectionGuard | None = None
     _header_timer: asyncio.TimerHandle | None = None
+    _finished_requests = 0  # requests whose handling ended; aiohttp counts the parsed ones
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -100,14 +101,23 @@ class GuardedHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         # The clock starts at the first byte of a request (idle keep-alive is keepalive_timeout's job)
-        # and stops once its headers are parsed (each parsed request bumps _request_count).
-        if self._guard is not None and self._header_timer is None and data and not self._request_in_progress \
-                and not self._messages:
+        # and stops once its headers are parsed (each parsed request bumps _request_count). Bytes that
+        # arrive while a parsed request is still queued or handled are its body: no clock for them.
+        # (aiohttp's own in-progress flag is set only once the handler task runs, a loop turn after
+        # the request leaves the queue, so body bytes arriving in that turn started the clock.)
+        if self._guard is not None and self._header_timer is None and data \
+                and self._request_count == self._finished_requests:
             self._header_timer = self._loop.call_later(self._guard.header_timeout_s, self._headers_too_slow)
         parsed = self._request_count
         super().data_received(data)
         if self._request_count > parsed:
             self._cancel_header_timer()
+
+    async def _handle_request(self, request, start_time, request_handler):
+        try:
+            return await super()._handle_request(request, start_time, request_handler)
+        finally:
+            self._finished_requests += 1
 
     def _cancel_header_timer(self) -> None:
         if self._header_timer is not None:
