@@ -35,7 +35,7 @@ from typing import Mapping
 import numpy as np
 
 from es_rerank.errors import DatasetError
-from es_rerank.data.textfiles import json_object, open_text
+from es_rerank.data.textfiles import json_records, open_text
 
 FORMAT = "es-rerank-adapt-groups"
 VERSION = 1
@@ -154,28 +154,24 @@ def read_adapt_groups(path: str | Path) -> AdaptGroups:
                            hint="write one with `es-rerank adapt --prepare-only --index INDEX --out DIR`")
     meta, docs, pseudo, labelled = None, {}, [], []
     try:
-        with open_text(path) as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                record = json_object(line, f"{path}:{line_no}", "prepare the file again")
-                kind = record.get("type")
-                if line_no == 1:
-                    if kind != "meta" or record.get("format") != FORMAT or record.get("version") != VERSION:
-                        raise DatasetError(f"{path} is not an {FORMAT} v{VERSION} file (first line: {line[:80]!r})",
-                                           hint="write it with `es-rerank adapt --prepare-only`")
-                    meta = record
-                elif kind == "doc":
-                    docs[str(record["id"])] = str(record["text"])
-                elif kind == "pseudo":
-                    pseudo.append(_pseudo(record, path, line_no))
-                elif kind == "labelled":
-                    labelled.append(LabelledGroup(str(record["qid"]), str(record["query"]),
-                                                  tuple(str(d) for d in record["pos"]),
-                                                  tuple(str(d) for d in record["neg"])))
-                else:
-                    raise DatasetError(f"{path}:{line_no}: unknown record type {kind!r}",
-                                       hint="expected meta, doc, pseudo or labelled lines")
+        for line_no, line, record in json_records(path, "prepare the file again"):
+            kind = record.get("type")
+            if line_no == 1:
+                if kind != "meta" or record.get("format") != FORMAT or record.get("version") != VERSION:
+                    raise DatasetError(f"{path} is not an {FORMAT} v{VERSION} file (first line: {line[:80]!r})",
+                                       hint="write it with `es-rerank adapt --prepare-only`")
+                meta = record
+            elif kind == "doc":
+                docs[str(record["id"])] = str(record["text"])
+            elif kind == "pseudo":
+                pseudo.append(_pseudo(record, path, line_no))
+            elif kind == "labelled":
+                labelled.append(LabelledGroup(str(record["qid"]), str(record["query"]),
+                                              tuple(str(d) for d in record["pos"]),
+                                              tuple(str(d) for d in record["neg"])))
+            else:
+                raise DatasetError(f"{path}:{line_no}: unknown record type {kind!r}",
+                                   hint="expected meta, doc, pseudo or labelled lines")
     except (OSError, EOFError, KeyError, TypeError) as exc:
         raise DatasetError(f"cannot read {path}: {exc!r}",
                            hint="the file is truncated or was edited; prepare it again") from exc

@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from es_rerank.data.beir import iter_corpus_docs, read_qrels, read_queries
-from es_rerank.data.textfiles import json_object, open_text
+from es_rerank.data.textfiles import json_records, open_text
 from es_rerank.engine.bm25_query import DEFAULT_FIELDS, search_bm25
 from es_rerank.errors import ConfigError, DatasetError
 
@@ -195,21 +195,17 @@ def read_candidates(path: str | Path) -> CandidateSet:
         raise DatasetError(f"no candidates file at {path}", hint=MAKE_HINT)
     meta, docs, queries = None, {}, []
     try:
-        with open_text(path) as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                record = json_object(line, f"{path}:{line_no}", "make the file again")
-                kind = record.get("type")
-                if meta is None:
-                    meta = _check_meta(record, path, line)
-                elif kind == "doc":
-                    docs[str(record["id"])] = str(record["text"])
-                elif kind == "query":
-                    queries.append(_query_from_record(record, path, line_no))
-                else:
-                    raise DatasetError(f"{path}:{line_no}: unknown record type {kind!r}",
-                                       hint="expected meta, doc or query lines")
+        for line_no, line, record in json_records(path, "make the file again"):
+            kind = record.get("type")
+            if meta is None:
+                meta = _check_meta(record, path, line)
+            elif kind == "doc":
+                docs[str(record["id"])] = str(record["text"])
+            elif kind == "query":
+                queries.append(_query_from_record(record, path, line_no))
+            else:
+                raise DatasetError(f"{path}:{line_no}: unknown record type {kind!r}",
+                                   hint="expected meta, doc or query lines")
     except (OSError, EOFError, KeyError) as exc:
         raise DatasetError(f"cannot read {path}: {exc!r}", hint="the file is truncated or was edited; "
                            "make it again") from exc

@@ -18,7 +18,7 @@ import gzip
 import io
 import json
 from pathlib import Path
-from typing import IO, TextIO, cast
+from typing import IO, Iterator, TextIO, cast
 
 from es_rerank.errors import DatasetError
 
@@ -56,3 +56,19 @@ def json_object(line: str, where: str, hint: str) -> dict:
     if not isinstance(record, dict):
         raise DatasetError(f"{where}: expected a JSON object", hint=hint)
     return record
+
+
+def json_records(path: str | Path, hint: str) -> Iterator[tuple[int, str, dict]]:
+    """(line number, line, record) of each non-blank line of a JSON-lines file, plain or gzipped.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "r.jsonl"
+        >>> _ = path.write_text('{"a": 1}\\n\\n{"b": 2}\\n')
+        >>> [(n, r) for n, _, r in json_records(path, "make it again")]
+        [(1, {'a': 1}), (3, {'b': 2})]
+    """
+    with open_text(path) as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if line.strip():
+                yield line_no, line, json_object(line, f"{path}:{line_no}", hint)
