@@ -21,7 +21,8 @@ def load_cross_encoder(name_or_path: str, dropout: float | None = None):
 
     A plain encoder checkpoint (e.g. `BertModel`) gets a freshly initialised head; a checkpoint
     that already is a one-logit cross-encoder loads as is. `dropout` overrides every dropout
-    rate of the config (None keeps the model's own). Attention runs through PyTorch SDPA.
+    rate of the config (None keeps the model's own). Attention runs through PyTorch SDPA where the
+    architecture has it, else eager (DeBERTa-v2 has no SDPA attention).
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -46,8 +47,9 @@ def load_cross_encoder(name_or_path: str, dropout: float | None = None):
         hf_logging.set_verbosity_error()  # its "newly initialized: classifier" report is the intent here
     try:
         # fp32 master weights whatever the checkpoint's dtype (a float16 copy trains in fp32 too).
+        # attn_implementation None: transformers picks SDPA, falling back to eager where there is none.
         model = AutoModelForSequenceClassification.from_pretrained(name_or_path, config=config, dtype=torch.float32,
-                                                                   attn_implementation="sdpa")
+                                                                   attn_implementation=None)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot build a cross-encoder from {name_or_path!r}: {exc}",
                          hint="the base model must be an encoder that transformers can classify with") from exc
