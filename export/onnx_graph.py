@@ -12,7 +12,9 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
+
+import numpy as np
 
 from es_rerank.scoring.export_meta import ONNX_DTYPE_KEY
 
@@ -39,24 +41,29 @@ def _logits_module(model, input_names: Sequence[str]):
     return Logits().eval()
 
 
-def trace(model, path: str | Path, input_names: Sequence[str]) -> None:
+def trace(model, path: str | Path, example: Mapping[str, np.ndarray]) -> list[str]:
     """Export `model` (fp32, eager attention) to `path` with dynamic batch and sequence axes.
+
+    `example` maps each input name, in the order the graph should take them, to an int64 array
+    of shape (batch, sequence): a real tokenized batch whose rows are padded to different
+    lengths, so the traced graph carries the real mask and position-id computations and every
+    id is in the model's vocabulary. Returns the inputs the traced graph kept: an input the
+    model ignores (DeBERTa-v3's token type ids: it has no segment embedding) is dropped.
     """
+    import onnx
     import torch
 
-    # Row 1 is padded, so the traced graph carries a real attention-mask computation.
-    batch, length = 2, 16
-    example = {"input_ids": torch.full((batch, length), 1000, dtype=torch.long),
-               "attention_mask": torch.ones(batch, length, dtype=torch.long),
-               "token_type_ids": torch.zeros(batch, length, dtype=torch.long)}
-    example["attention_mask"][1, length // 2:] = 0
+    input_names = list(example)
+    tensors = tuple(torch.from_numpy(np.ascontiguousarray(example[name], dtype=np.int64)) for name in input_names)
     axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
     axes["logits"] = {0: "batch"}
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
-        torch.onnx.export(_logits_module(model, input_names), tuple(example[n] for n in input_names), str(path),
-                          dynamo=False, opset_version=OPSET, input_names=list(input_names),
+        torch.onnx.export(_logits_module(model, input_names), tensors, str(path),
+                          dynamo=False, opset_version=OPSET, input_names=input_names,
                           output_names=["logits"], dynamic_axes=axes, do_constant_folding=True)
+    kept = {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
+    return [name for name in input_names if name in kept]
 
 
 def fuse(path: str | Path, num_heads: int, hidden_size: int, use_gpu: bool = False):

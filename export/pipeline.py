@@ -25,6 +25,9 @@ from es_rerank.export.parity_pairs import ParitySource, load_parity_pairs
 
 # RoBERTa-style models number positions from padding_idx + 1, so two positions are unusable.
 _POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "longformer": 2}
+# Model types whose attention ONNX Runtime's BERT fusion recognises: for these an unfused layer
+# means the export went wrong; other families (DeBERTa-v2, ModernBERT) export unfused.
+BERT_FUSION_FAMILY = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra"})
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,16 @@ def export_checkpoint(settings: ExportSettings, thresholds: Mapping[str, ParityT
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         tokenizer.save_pretrained(work)
+        # config.json beside model.onnx: the Hugging Face layout in which optimum's
+        # ORTModelForSequenceClassification and sentence-transformers' ONNX backend load the folder as it is.
+        config.save_pretrained(work)
         if not (work / "tokenizer.json").is_file():
             raise ModelError(f"the tokenizer of {settings.checkpoint} did not save a tokenizer.json",
                              hint="use a checkpoint with a fast (Rust) tokenizer")
-        variants = _build_graphs(model, config, input_names, work, fp16, settings, device, log)
+        example = _example_batch(work / "tokenizer.json", max_length, settings.query_max_length,
+                                 _pad_id(tokenizer, config), pairs)
+        input_names, variants = _build_graphs(model, config, example.arrays(input_names), work, fp16, settings,
+                                              device, log)
         meta = ExportMeta(
             source_checkpoint=_source_name(settings.checkpoint), max_length=max_length,
             query_max_length=settings.query_max_length, input_names=tuple(input_names), output_name="logits",
@@ -125,24 +134,35 @@ def resolve_export_device(device: str) -> str:
     return "cuda" if torch_cuda and ort_cuda else "cpu"
 
 
-def _build_graphs(model, config, input_names, work: Path, fp16: bool, settings: ExportSettings, device: str,
-                  log) -> dict[str, ModelVariant]:
+def _build_graphs(model, config, example, work: Path, fp16: bool, settings: ExportSettings, device: str,
+                  log) -> tuple[list[str], dict[str, ModelVariant]]:
+    """Trace, fuse and write each variant; returns the inputs the graphs take and the variants."""
     from es_rerank.export import onnx_graph
 
     started = time.perf_counter()
-    onnx_graph.trace(model, work / "raw.onnx", input_names)
+    input_names = onnx_graph.trace(model, work / "raw.onnx", example)
+    ignored = [name for name in example if name not in input_names]
+    if ignored:
+        log(f"the model ignores {', '.join(ignored)}; the exported graph does not take {'it' if len(ignored) == 1 else 'them'}")
     fused, counts = onnx_graph.fuse(work / "raw.onnx", config.num_attention_heads, config.hidden_size,
                                     use_gpu=device == "cuda")
     (work / "raw.onnx").unlink()
     log(f"traced and fused in {time.perf_counter() - started:.1f} s: {counts}")
     layers = config.num_hidden_layers
-    if counts.get("Attention", 0) + counts.get("MultiHeadAttention", 0) < layers:
-        message = (f"ONNX Runtime fused attention in {counts.get('Attention', 0)} of {layers} layers; "
+    fused_layers = counts.get("Attention", 0) + counts.get("MultiHeadAttention", 0)
+    if fused_layers < layers:
+        message = (f"ONNX Runtime fused attention in {fused_layers} of {layers} layers; "
                    "unfused attention runs slower than PyTorch fp16")
-        if not settings.force:
+        if config.model_type not in BERT_FUSION_FAMILY:
+            # The fusion only knows BERT's attention pattern; another family's graph stays as traced
+            # (with whatever smaller fusions applied), which is correct, as the parity check shows.
+            log(f"note: {message}; ONNX Runtime's fusion does not know {config.model_type} attention, "
+                "so the graph keeps it unfused")
+        elif not settings.force:
             raise ModelError(message, hint="export a BERT-like model (the fusion knows BERT's attention pattern), "
                                            "or pass --force to write it anyway")
-        log(f"warning: {message}")
+        else:
+            log(f"warning: {message}")
     onnx_graph.save(fused, work / VARIANT_FILES["fp32"], VARIANT_DTYPES["fp32"])
     variants = {"fp32": ModelVariant("fp32", VARIANT_FILES["fp32"], VARIANT_DTYPES["fp32"], counts)}
     if fp16:
@@ -154,7 +174,18 @@ def _build_graphs(model, config, input_names, work: Path, fp16: bool, settings: 
         int8_counts = onnx_graph.quantize_int8(work / VARIANT_FILES["fp32"], work / VARIANT_FILES["int8"])
         variants["int8"] = ModelVariant("int8", VARIANT_FILES["int8"], VARIANT_DTYPES["int8"], int8_counts)
     log(f"wrote {', '.join(v.file for v in variants.values())} in {time.perf_counter() - started:.1f} s")
-    return variants
+    return input_names, variants
+
+
+def _example_batch(tokenizer_file: Path, max_length: int, query_max_length: int, pad_id: int, pairs):
+    """A real two-row batch to trace with, its second row padded (see `onnx_graph.trace`)."""
+    from es_rerank.scoring.onnx_session import batch_by_length
+    from es_rerank.scoring.pair_encoding import PairEncoder
+
+    encoder = PairEncoder.from_file(tokenizer_file, max_length, query_max_length, pad_id, doc_cache_size=0)
+    first = pairs[0]
+    encoded = encoder.encode([first.query, first.query], [first.docs[0] * 4, "a"])
+    return next(batch_by_length(encoded, 2, pad_id, max_width=max_length))
 
 
 def _check_parity(work: Path, meta: ExportMeta, model, pairs, source: str, device: str, batch_size: int,
