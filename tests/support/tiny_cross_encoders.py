@@ -157,3 +157,39 @@ def save_tiny_encoder(architecture: str, out_dir: Path, seed: int = 0) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def write_pair_collection(folder: Path) -> Path:
+    """A BEIR-layout folder with a groups file, from the built-in parity pairs: each query's first
+    document is its positive, the rest its negatives. Returns `folder`."""
+    import json
+
+    corpus, queries, groups = [], [], []
+    for qi, (query, docs) in enumerate(BUILTIN_QUERIES):
+        ids = [f"d{qi}-{di}" for di in range(len(docs))]
+        queries.append({"_id": f"q{qi}", "text": query})
+        corpus += [{"_id": doc_id, "title": "", "text": doc} for doc_id, doc in zip(ids, docs)]
+        groups.append({"qid": f"q{qi}", "pos": ids[:1], "neg": ids[1:]})
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("corpus", corpus), ("queries", queries), ("groups", groups)):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return folder
+
+
+def train_and_export(architecture: str, folder: Path, collection: Path, max_length: int = 64,
+                     query_max_length: int = 16):
+    """Train a tiny `architecture` encoder two steps on `collection` and export it (CPU, fp32):
+    (base encoder, checkpoint, export dir, export meta), all under `folder`."""
+    from es_rerank.export.pipeline import ExportSettings, export_checkpoint
+    from es_rerank.training.config import TrainConfig
+    from es_rerank.training.supervised import TrainInputs, train
+
+    base = save_tiny_encoder(architecture, folder / "base")
+    config = TrainConfig(base_model=str(base), loss="lce", group_size=4, neg_depth=10, queries_per_step=3, steps=2,
+                         lr=1e-3, warmup_fraction=0.0, max_length=max_length, query_max_length=query_max_length,
+                         dropout=0.0, log_every=1, num_workers=0, eval_every=0, save_every=0)
+    inputs = TrainInputs(collection / "groups.jsonl", collection, collection)
+    train(config, inputs, folder / "checkpoint", show_progress=False, write_state=False)
+    meta = export_checkpoint(ExportSettings(checkpoint=str(folder / "checkpoint"), out_dir=folder / "export",
+                                            device="cpu", max_length=max_length, query_max_length=query_max_length))
+    return base, folder / "checkpoint", folder / "export", meta

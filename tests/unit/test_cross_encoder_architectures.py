@@ -8,20 +8,16 @@ downloaded; each architecture takes about a second on 2 cores.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from es_rerank.export.builtin_pairs import BUILTIN_QUERIES
-from es_rerank.export.pipeline import ExportSettings, export_checkpoint
 from es_rerank.scoring.cross_encoder import OnnxScorer
-from es_rerank.training.config import TrainConfig
 from es_rerank.training.model import load_cross_encoder, make_scorer, scoring_mode
-from es_rerank.training.supervised import TrainInputs, train
-from tests.support.tiny_cross_encoders import ARCHITECTURES, save_tiny_encoder
+from tests.support.tiny_cross_encoders import ARCHITECTURES, train_and_export, write_pair_collection
+
+pytestmark = pytest.mark.export  # each test exports models: not in the fast lane
 
 MAX_LENGTH, QUERY_MAX_LENGTH = 64, 16
 # Pairs the tests score: short and long documents, so batches are padded and documents cut.
@@ -39,6 +35,9 @@ GRAPH_INPUTS = {"bert": ["input_ids", "attention_mask", "token_type_ids"],
                 "electra": ["input_ids", "attention_mask", "token_type_ids"],
                 "roberta": ["input_ids", "attention_mask"], "xlm-roberta": ["input_ids", "attention_mask"],
                 "deberta-v2": ["input_ids", "attention_mask"], "modernbert": ["input_ids", "attention_mask"]}
+# Checked by hand beside the lock: with transformers 4.57.6, optimum 2.1.0, optimum-onnx 0.1.0 and
+# sentence-transformers 5.7.0 these exports load and give our scores exactly (ModernBERT's test
+# tokenizer aside: transformers 5 saves it as a TokenizersBackend class that 4.57 does not know).
 OPTIMUM_MISSING = ("optimum.onnxruntime is not installed: it lives in the optimum-onnx package, whose releases "
                    "need transformers < 4.58, and the lock pins transformers 5")
 
@@ -53,34 +52,14 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory):
-    """A BEIR-layout folder and groups file from the built-in parity pairs: each query's first
-    document is its positive, the rest its negatives."""
-    folder = tmp_path_factory.mktemp("collection")
-    corpus, queries, groups = [], [], []
-    for qi, (query, docs) in enumerate(BUILTIN_QUERIES):
-        ids = [f"d{qi}-{di}" for di in range(len(docs))]
-        queries.append({"_id": f"q{qi}", "text": query})
-        corpus += [{"_id": doc_id, "title": "", "text": doc} for doc_id, doc in zip(ids, docs)]
-        groups.append({"qid": f"q{qi}", "pos": ids[:1], "neg": ids[1:]})
-    for name, rows in (("corpus", corpus), ("queries", queries), ("groups", groups)):
-        (folder / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return folder
+    return write_pair_collection(tmp_path_factory.mktemp("collection"))
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES)
 def exported(request, collection, tmp_path_factory):
     """(architecture, base encoder, trained checkpoint, export dir, export meta) of one family."""
-    architecture = request.param
-    folder = tmp_path_factory.mktemp(architecture)
-    base = save_tiny_encoder(architecture, folder / "base")
-    config = TrainConfig(base_model=str(base), loss="lce", group_size=4, neg_depth=10, queries_per_step=3, steps=2,
-                         lr=1e-3, warmup_fraction=0.0, max_length=MAX_LENGTH, query_max_length=QUERY_MAX_LENGTH,
-                         dropout=0.0, log_every=1, num_workers=0, eval_every=0, save_every=0)
-    inputs = TrainInputs(collection / "groups.jsonl", collection, collection)
-    train(config, inputs, folder / "checkpoint", show_progress=False, write_state=False)
-    meta = export_checkpoint(ExportSettings(checkpoint=str(folder / "checkpoint"), out_dir=folder / "export",
-                                            device="cpu", max_length=MAX_LENGTH, query_max_length=QUERY_MAX_LENGTH))
-    return architecture, base, folder / "checkpoint", folder / "export", meta
+    folder = tmp_path_factory.mktemp(request.param)
+    return (request.param, *train_and_export(request.param, folder, collection, MAX_LENGTH, QUERY_MAX_LENGTH))
 
 
 def torch_scores(checkpoint) -> np.ndarray:
