@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.node)
         if "minilm_export" in needs:
             item.add_marker(pytest.mark.export)
-        if needs & {"elasticsearch9", "opensearch3", "engine_node"}:
+        if needs & {"elasticsearch8", "elasticsearch9", "opensearch3", "engine_node"}:
             item.add_marker(pytest.mark.engines)
 
 
@@ -111,6 +111,15 @@ def elasticsearch9():
     from tests.support.engine_nodes import running_engine_node
 
     with running_engine_node("elasticsearch9") as node:
+        yield node
+
+
+@pytest.fixture(scope="session")
+def elasticsearch8():
+    """A local Elasticsearch 8.19 node (port 9233, security off), started when a test asks; stopped after."""
+    from tests.support.engine_nodes import running_engine_node
+
+    with running_engine_node("elasticsearch8") as node:
         yield node
 
 

@@ -1,4 +1,4 @@
-"""Local Elasticsearch 9 and OpenSearch 3 nodes for the engine tests, one test run per port at a time.
+"""Local Elasticsearch 8.19 and 9 and OpenSearch 3 nodes for the engine tests, one test run per port at a time.
 
 They run beside the shared OpenSearch 2.19 node (9200), never instead of it, on ports of their own.
 Two runs on one port would stop each other's node, so a run claims the port with a file lock
@@ -19,6 +19,8 @@ from tests.support.waiting import wait_until
 ENGINE_NODES = {
     "elasticsearch9": ("elasticsearch", "9.2.0", 9231),
     "opensearch3": ("opensearch", "3.5.0", 9232),
+    # Java 17 runs it, like OpenSearch 2.19.
+    "elasticsearch8": ("elasticsearch", "8.19.7", 9233),
 }
 HEAP = "512m"
 # Another run may hold the port for a whole suite; the cap decides only how long a stuck run waits.
