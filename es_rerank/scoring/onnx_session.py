@@ -23,20 +23,34 @@ DEVICES = ("auto", "cuda", "cpu")
 # Batches are padded to a multiple of this many tokens: fewer distinct shapes for the runtime
 # to plan for, and tensor-core friendly widths on GPUs.
 PAD_MULTIPLE = 8
+# Token ids as the tokenizer's output is kept (cached documents, encoded pairs): half of int64's
+# memory; batches are widened to the int64 the exported models take.
+TOKEN_DTYPE = np.int32
 # Fragments of ONNX Runtime error messages that mean the device (or host) ran out of memory.
 _OOM_MARKERS = ("out of memory", "failed to allocate memory", "bfcarena", "alloc_failed", "cudaerrormemoryallocation")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EncodedPair:
     """One sequence's token ids and token type ids (segment ids), unpadded: a (query, document)
-    pair for the cross-encoder, one text for the bi-encoder."""
+    pair for the cross-encoder, one text for the bi-encoder. Lists or arrays; equal by value.
 
-    ids: list[int]
-    type_ids: list[int]
+    Example:
+        >>> EncodedPair(np.array([101, 102]), np.array([0, 0])) == EncodedPair([101, 102], [0, 0])
+        True
+    """
+
+    ids: np.ndarray | Sequence[int]
+    type_ids: np.ndarray | Sequence[int]
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, EncodedPair) and np.array_equal(self.ids, other.ids)
+                and np.array_equal(self.type_ids, other.type_ids))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays inside
 
 
 @dataclass(frozen=True)
@@ -60,18 +74,20 @@ class EncodedBatch:
     def pad(cls, pairs: Sequence[EncodedPair], rows: np.ndarray, pad_id: int, multiple: int = 1,
             max_width: int | None = None) -> "EncodedBatch":
         """Pad `pairs` to the longest one, rounded up to `multiple` (never past `max_width`)."""
-        longest = max((len(p) for p in pairs), default=1)
+        lengths = np.fromiter((len(p) for p in pairs), dtype=np.int64, count=len(pairs))
+        longest = int(lengths.max()) if len(pairs) else 1
         width = -(-longest // multiple) * multiple
         if max_width is not None:
             width = max(longest, min(width, max_width))
+        # Row-major order of the mask's true cells is the order of the concatenated pairs, so each
+        # array is filled with one scatter instead of one copy per row.
+        mask = np.arange(width) < lengths[:, None]
         input_ids = np.full((len(pairs), width), pad_id, dtype=np.int64)
-        attention_mask = np.zeros((len(pairs), width), dtype=np.int64)
         token_type_ids = np.zeros((len(pairs), width), dtype=np.int64)
-        for row, pair in enumerate(pairs):
-            n = len(pair)
-            input_ids[row, :n] = pair.ids
-            attention_mask[row, :n] = 1
-            token_type_ids[row, :n] = pair.type_ids
+        if len(pairs):
+            input_ids[mask] = np.concatenate([p.ids for p in pairs])
+            token_type_ids[mask] = np.concatenate([p.type_ids for p in pairs])
+        attention_mask = mask.astype(np.int64)
         return cls(input_ids, attention_mask, token_type_ids, np.asarray(rows, dtype=np.int64))
 
     def arrays(self, names: Sequence[str]) -> dict[str, np.ndarray]:

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Iterator, Mapping, Sequence, TypeVar
 
+import numpy as np
+
 from es_rerank.errors import ModelError
-from es_rerank.scoring.onnx_session import EncodedBatch, EncodedPair, batch_by_length
+from es_rerank.scoring.onnx_session import TOKEN_DTYPE, EncodedBatch, EncodedPair, batch_by_length
 
 # Documents are cut to this many characters per token of budget before tokenizing, so a
 # megabyte of text costs no more than a page; the cut is widened when it proves too short.
@@ -71,7 +73,7 @@ class PairEncoder:
         self._template = PairTemplate.learn(tokenizer)
         # The most a document can take: the whole budget when the query is empty.
         self._doc_budget = max_length - self.specials
-        self._doc_cache: TextCache[list[int]] = TextCache(doc_cache_size)
+        self._doc_cache: TextCache[np.ndarray] = TextCache(doc_cache_size)
 
     @classmethod
     def from_file(cls, path: str | Path, max_length: int, query_max_length: int, pad_id: int,
@@ -102,15 +104,16 @@ class PairEncoder:
         if not documents:
             return []
         query_ids = {}
-        unique = list(dict.fromkeys(queries))
+        unique = list(dict.fromkeys(queries))  # a request's window shares one query: tokenized once
         for text, encoding in zip(unique, self._encode_batch(unique, add_special_tokens=False)):
-            query_ids[text] = encoding.ids[: self.query_max_length]
+            query_ids[text] = np.asarray(encoding.ids[: self.query_max_length], dtype=TOKEN_DTYPE)
         doc_ids = self._document_ids(documents)
         fit, max_length = self._template.fit, self.max_length
         return [fit(query_ids[query], ids, max_length) for query, ids in zip(queries, doc_ids)]
 
-    def _document_ids(self, documents: Sequence[str]) -> list[list[int]]:
-        """Each document's token ids up to the largest budget, from the cache where possible."""
+    def _document_ids(self, documents: Sequence[str]) -> list[np.ndarray]:
+        """Each document's token ids up to the largest budget, from the cache where possible; the
+        documents not cached are tokenized in one batch call (the Rust library spreads it over the cores)."""
         found = self._doc_cache.get_many(documents)
         missing = list(dict.fromkeys(doc for doc, ids in zip(documents, found) if ids is None))
         if missing:
@@ -119,7 +122,7 @@ class PairEncoder:
             found = [ids if ids is not None else fresh[doc] for doc, ids in zip(documents, found)]
         return found
 
-    def _tokenize_documents(self, documents: Sequence[str]) -> list[list[int]]:
+    def _tokenize_documents(self, documents: Sequence[str]) -> list[np.ndarray]:
         """Tokenize documents cut to a generous prefix; re-tokenize any whose prefix proved short."""
         budget = self._doc_budget
         limits = [budget * CHARS_PER_TOKEN_BUDGET + 64] * len(documents)
@@ -133,7 +136,7 @@ class PairEncoder:
                 limits[i] *= 4
                 text = _prefix(doc, limits[i])
                 ids = self.tokenizer.encode(text, add_special_tokens=False).ids
-            result.append(ids[:budget])
+            result.append(np.asarray(ids[:budget], dtype=TOKEN_DTYPE))
         return result
 
     def batches(self, queries: Sequence[str], documents: Sequence[str], batch_size: int) -> Iterator[EncodedBatch]:
@@ -155,12 +158,13 @@ class PairEncoder:
 @dataclass(frozen=True)
 class PairTemplate:
     """Where the tokenizer's post-processor puts its special tokens around a pair, learnt once,
-    so pairs are joined with list concatenation instead of one post-processor call each.
+    so pairs are joined with one array concatenation instead of one post-processor call each.
 
     Example:
         >>> t = PairTemplate([101], [0], [102], [0], [102], [1], query_type=0, doc_type=1)
-        >>> t.join([7, 8], [9])
-        EncodedPair(ids=[101, 7, 8, 102, 9, 102], type_ids=[0, 0, 0, 0, 1, 1])
+        >>> pair = t.join([7, 8], [9])
+        >>> pair.ids.tolist(), pair.type_ids.tolist()
+        ([101, 7, 8, 102, 9, 102], [0, 0, 0, 0, 1, 1])
     """
 
     prefix: list[int]
@@ -172,26 +176,42 @@ class PairTemplate:
     query_type: int
     doc_type: int
 
+    def __post_init__(self) -> None:
+        # The fixed parts as arrays, and the type ids of each (query, document) length pair met so
+        # far: they depend on the two lengths only, and serving meets few distinct ones.
+        parts = tuple(np.asarray(p, dtype=TOKEN_DTYPE) for p in (self.prefix, self.middle, self.suffix))
+        object.__setattr__(self, "_parts", parts)
+        object.__setattr__(self, "_types", {})
+        object.__setattr__(self, "_specials", len(self.prefix) + len(self.middle) + len(self.suffix))
+
     @property
     def specials(self) -> int:
         """How many special tokens the template adds around a pair."""
-        return len(self.prefix) + len(self.middle) + len(self.suffix)
+        return self._specials  # type: ignore[attr-defined]
 
-    def fit(self, query_ids: list[int], doc_ids: list[int], max_length: int) -> EncodedPair:
+    def fit(self, query_ids: np.ndarray | Sequence[int], doc_ids: np.ndarray | Sequence[int],
+            max_length: int) -> EncodedPair:
         """The pair cut to `max_length` tokens by shortening only the document (the query is cut
         to its own budget before).
 
         Example:
             >>> t = PairTemplate([101], [0], [102], [0], [102], [1], query_type=0, doc_type=1)
-            >>> t.fit([7, 8], [9, 10, 11], max_length=6).ids
+            >>> t.fit([7, 8], [9, 10, 11], max_length=6).ids.tolist()
             [101, 7, 8, 102, 9, 102]
         """
         return self.join(query_ids, doc_ids[: max_length - self.specials - len(query_ids)])
 
-    def join(self, query_ids: list[int], doc_ids: list[int]) -> EncodedPair:
-        ids = self.prefix + query_ids + self.middle + doc_ids + self.suffix
-        types = (self.prefix_types + [self.query_type] * len(query_ids) + self.middle_types
-                 + [self.doc_type] * len(doc_ids) + self.suffix_types)
+    def join(self, query_ids: np.ndarray | Sequence[int], doc_ids: np.ndarray | Sequence[int]) -> EncodedPair:
+        prefix, middle, suffix = self._parts  # type: ignore[attr-defined]
+        ids = np.concatenate((prefix, np.asarray(query_ids, dtype=TOKEN_DTYPE), middle,
+                              np.asarray(doc_ids, dtype=TOKEN_DTYPE), suffix))
+        key = (len(query_ids), len(doc_ids))
+        types = self._types.get(key)  # type: ignore[attr-defined]
+        if types is None:
+            types = np.array(self.prefix_types + [self.query_type] * key[0] + self.middle_types
+                             + [self.doc_type] * key[1] + self.suffix_types, dtype=TOKEN_DTYPE)
+            types.flags.writeable = False  # shared by every pair of these lengths
+            self._types[key] = types  # type: ignore[attr-defined]
         return EncodedPair(ids, types)
 
     @classmethod
@@ -202,7 +222,8 @@ class PairTemplate:
             q = tokenizer.encode(query, add_special_tokens=False)
             d = tokenizer.encode(doc, add_special_tokens=False)
             expected = tokenizer.post_process(q, d, add_special_tokens=True)
-            if template.join(q.ids, d.ids) != EncodedPair(expected.ids, expected.type_ids):
+            joined = template.join(q.ids, d.ids)
+            if (np.asarray(joined.ids).tolist(), np.asarray(joined.type_ids).tolist()) != (expected.ids, expected.type_ids):
                 raise ValueError("this tokenizer's post-processor does not put special tokens at fixed places "
                                  "around a pair; expected a BERT- or RoBERTa-style template")
         return template

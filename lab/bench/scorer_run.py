@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from es_rerank.data.candidates import TextWindow
-from lab.bench.scorer_bench import Timing, Workload, measure, real_workload, synthetic_workload
+from lab.bench.scorer_bench import Timing, Workload, measure, real_workload, synthetic_workload, tokenize_rates
 from es_rerank.errors import ConfigError
 
 SYSTEMS = ("ort-fp32", "ort-fp16", "ort-int8", "torch-fp32", "torch-fp16")
@@ -94,17 +94,17 @@ def run_scorer_bench(settings: BenchSettings, log: Callable[[str], None] = lambd
         workloads = _workloads(settings, scorers, device, log)
         hardware = settings.hardware or describe_hardware(device)
         figures = []
-        for workload, tokenize_rate in workloads:
+        for workload, tokenize in workloads:
             log(f"timing {workload.label}: {len(workload.calls)} call(s) x {settings.rounds} round(s) on "
                 f"{', '.join(systems)}")
             timings = measure({name: s.score_batch for name, s in scorers.items()}, workload,
                               settings.rounds, settings.warmup)
-            figures += workload_figures(timings, workload, device, label, hardware, settings.command, tokenize_rate)
+            figures += workload_figures(timings, workload, device, label, hardware, settings.command, tokenize)
     return figures
 
 
 def workload_figures(timings: dict[str, Timing], workload: Workload, device: str, label: str, hardware: str,
-                     command: str, tokenize_rate: float | None = None) -> list[Figure]:
+                     command: str, tokenize: dict | None = None) -> list[Figure]:
     """Pairs/s, p50/p99 per call, ORT/PyTorch ratios and (real workloads) parity as figures.
 
     Example:
@@ -145,9 +145,20 @@ def workload_figures(timings: dict[str, Timing], workload: Workload, device: str
                 figures += [figure(f"{base}.max_abs_dlogit", p["max_abs_dlogit"], "logit", reference),
                             figure(f"{base}.top10_agreement", p["top10_agreement"], "fraction", reference),
                             figure(f"{base}.top10_overlap", p["top10_overlap"], "fraction", reference)]
-    if tokenize_rate:
-        figures.append(figure(f"scorer.{where}.tokenize.{label}.{workload.label}", tokenize_rate, "pairs/s",
+    if tokenize:
+        base = f"scorer.{where}.tokenize"
+        figures.append(figure(f"{base}.{label}.{workload.label}", tokenize["serving"], "pairs/s",
                               "Rust tokenizers, PairEncoder, all cores"))
+        for name in ("per_pair", "cold", "warm"):
+            figures.append(figure(f"{base}_{name}.{label}.{workload.label}", tokenize[name], "pairs/s",
+                                  "Rust tokenizers, all cores, padded batches included"))
+        figures.append(figure(f"{base}_warm_vs_per_pair.{label}.{workload.label}",
+                              tokenize["warm"] / tokenize["per_pair"], "ratio",
+                              "the tokenizer's own pair encoding (query re-tokenized per pair), same run"))
+        fastest = max((t.pairs_per_s for t in timings.values()), default=0.0)
+        if fastest > 0:
+            figures.append(figure(f"{base}_warm_vs_model.{label}.{workload.label}", tokenize["warm"] / fastest,
+                                  "ratio", "the fastest system's scoring pairs/s, same run (>= 1: never slower)"))
     return figures
 
 
@@ -267,11 +278,11 @@ def _build_systems(systems: Sequence[str], export_dir: Path, checkpoint: str, de
     return {name: scorers[name] for name in systems}
 
 
-def _workloads(settings: BenchSettings, scorers: dict, device: str, log) -> list[tuple[Workload, float | None]]:
+def _workloads(settings: BenchSettings, scorers: dict, device: str, log) -> list[tuple[Workload, dict | None]]:
     scorer = next(iter(scorers.values()))
     encoder = scorer.encoder
     vocab = encoder.tokenizer.get_vocab_size()
-    workloads: list[tuple[Workload, float | None]] = []
+    workloads: list[tuple[Workload, dict | None]] = []
     for batch, length in settings.synthetic:
         if length > 512:
             raise ConfigError(f"--synthetic length {length} is over 512, the most BERT positions allow")
@@ -279,7 +290,9 @@ def _workloads(settings: BenchSettings, scorers: dict, device: str, log) -> list
     if settings.candidates:
         workload, rate = real_workload(settings.real_label, settings.candidates, encoder, scorer.batch_size)
         log(f"tokenized {sum(workload.pairs_per_call)} real pairs at {rate:,.0f} pairs/s")
-        workloads.append((workload, rate))
+        rates = {"serving": rate, **tokenize_rates(settings.candidates, encoder, scorer.batch_size)}
+        log("tokenizing pairs/s: " + ", ".join(f"{name} {value:,.0f}" for name, value in rates.items()))
+        workloads.append((workload, rates))
     return workloads
 
 

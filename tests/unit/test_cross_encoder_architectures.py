@@ -100,7 +100,7 @@ def test_the_pair_template_is_the_tokenizers_own(exported):
     ours = encoder.encode([q for q, _ in SHORT], [d for _, d in SHORT])
     for (query, doc), pair in zip(SHORT, ours):
         theirs = tokenizer(query, doc, return_token_type_ids=True)
-        assert pair.ids == theirs["input_ids"] and pair.type_ids == theirs["token_type_ids"]
+        assert pair.ids.tolist() == theirs["input_ids"] and pair.type_ids.tolist() == theirs["token_type_ids"]
 
 
 def test_the_export_folder_loads_in_transformers_and_onnxruntime_as_it_is(exported):

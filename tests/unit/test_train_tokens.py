@@ -41,7 +41,7 @@ def test_pairs_equal_the_serving_pair_encoder(tokenizer, scifact_texts, max_leng
     expected = serving.encode([queries[q] for q in qids], [docs[d] for d in dids])
     for qid, doc_id, pair in zip(qids, dids, expected):
         ids, types = store.pair_ids(qid, doc_id)
-        assert (ids.tolist(), types.tolist()) == (pair.ids, pair.type_ids)
+        assert (ids.tolist(), types.tolist()) == (pair.ids.tolist(), pair.type_ids.tolist())
 
 
 def test_batches_are_padded_to_a_multiple_of_8_within_max_length(tokenizer):
