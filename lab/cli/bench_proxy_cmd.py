@@ -86,10 +86,14 @@ def record_command(dataset_dir: Path, index: str, out: Path, window: int, split:
 @option("--latency-duration-s", type=float, default=10.0, help="Counted seconds of each one-client round.")
 @option("--batch-max-pairs", type=int, default=512, help="Most pairs per model call when batching across requests.")
 @option("--model-batch-size", type=int, default=64, help="Pairs per ONNX Runtime run inside one model call.")
+@option("--baseline-model", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+        help="Also run the server a user would write (aiohttp + sentence-transformers CrossEncoder.predict, "
+             "fp16 on CUDA) with this Hugging Face checkpoint, the one --model was exported from.")
+@option("--baseline-batch-size", type=int, default=32, help="CrossEncoder.predict's batch_size (its default: 32).")
 @option("--json-out", type=click.Path(path_type=Path), default=None, help="Also write the figures to this JSON file.")
 def rerank_command(replay: Path, model: Path, device: str, clients: int, duration_s: float, rounds: int,
                    latency_duration_s: float, batch_max_pairs: int, model_batch_size: int,
-                   json_out: Path | None) -> None:
+                   baseline_model: Path | None, baseline_batch_size: int, json_out: Path | None) -> None:
     """Rerank stage through the proxy against a replay upstream.
 
     Reports added p50/p99 at one client, and req/s at saturation with and without cross-request batching.
@@ -106,9 +110,19 @@ def rerank_command(replay: Path, model: Path, device: str, clients: int, duratio
     def launcher_for(batching: bool):
         return cli_proxy(common + ["--cross-request-batching" if batching else "--no-cross-request-batching"])
 
+    baseline = None
+    if baseline_model is not None:
+        from es_rerank.scoring.export_meta import read_meta
+        from lab.proxy_bench.st_baseline import baseline_launcher
+
+        baseline = baseline_launcher(baseline_model, device, read_meta(model).max_length, header["window"],
+                                     header["fields"], baseline_batch_size)
     figures = rerank_benchmark(replay, launcher_for, clients=clients, duration_s=duration_s, rounds=rounds,
-                               latency_duration_s=latency_duration_s)
+                               latency_duration_s=latency_duration_s, baseline=baseline)
     figures["command"] = (f"es-rerank bench proxy rerank --replay {replay} --model {model} --device {device} "
-                          f"--clients {clients} --duration-s {duration_s} --batch-max-pairs {batch_max_pairs} "
-                          f"--model-batch-size {model_batch_size}")
+                          f"--clients {clients} --duration-s {duration_s} --rounds {rounds} "
+                          f"--latency-duration-s {latency_duration_s} --batch-max-pairs {batch_max_pairs} "
+                          f"--model-batch-size {model_batch_size}"
+                          + (f" --baseline-model {baseline_model} --baseline-batch-size {baseline_batch_size}"
+                             if baseline_model else ""))
     _emit(figures, json_out)

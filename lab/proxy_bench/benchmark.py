@@ -79,11 +79,13 @@ def passthrough_benchmark(opensearch_url: str, requests: list[LoadRequest], laun
 
 def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher], clients: int = 64,
                      duration_s: float = 10.0, rounds: int = 4, warmup_s: float = 2.0,
-                     latency_duration_s: float = 10.0) -> dict:
+                     latency_duration_s: float = 10.0, baseline: Launcher | None = None) -> dict:
     """Rerank stage through the proxy against a replay upstream: added p50/p99 at one client, req/s at saturation.
 
     `launcher_for(batching)` gives a launcher with cross-request batching on or off. The baseline for
-    "added" is the same window request sent straight to the replay upstream.
+    "added" is the same window request sent straight to the replay upstream. With `baseline` (the
+    server a user would write, `st_baseline`), the proxy (batching on) and the baseline also run in
+    interleaved rounds at `clients` and at one client, on the same replayed windows.
     """
     replay = load_replay(replay_path)
     searches = replay.searches
@@ -96,9 +98,12 @@ def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher]
             targets = {"direct": (upstream, direct_requests), "proxy": (proxy_url, proxy_requests)}
             latency = _rounds(targets, 1, latency_duration_s, rounds, warmup_s)
             batched = run_closed_loop(proxy_url, proxy_requests, clients, duration_s, warmup_s)
+            versus = _versus_baseline(baseline, upstream, proxy_url, proxy_requests, clients, duration_s,
+                                      rounds, warmup_s, latency_duration_s) if baseline else {}
         with launcher_for(False)(upstream) as proxy_url:
             unbatched = run_closed_loop(proxy_url, proxy_requests, clients, duration_s, warmup_s)
     return {
+        **versus,
         "candidates": replay.header.get("window"),
         "added_p50_ms_1client": round(latency["proxy"].percentile(50) - latency["direct"].percentile(50), 3),
         "added_p99_ms_1client": round(latency["proxy"].percentile(99) - latency["direct"].percentile(99), 3),
@@ -109,6 +114,23 @@ def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher]
         f"{clients}_clients_batched": batched.summary(),
         f"{clients}_clients_unbatched": unbatched.summary(),
         "hardware": hardware(),
+    }
+
+
+def _versus_baseline(baseline: Launcher, upstream: str, proxy_url: str, requests: list[LoadRequest], clients: int,
+                     duration_s: float, rounds: int, warmup_s: float, latency_duration_s: float) -> dict:
+    """Req/s and p99 of the proxy and the baseline, interleaved rounds at `clients` and at one client."""
+    with baseline(upstream) as baseline_url:
+        targets = {"proxy": (proxy_url, requests), "baseline": (baseline_url, requests)}
+        load = _rounds(targets, clients, duration_s / 2, rounds, warmup_s)
+        latency = _rounds(targets, 1, latency_duration_s / 2, rounds, warmup_s)
+    rps = {name: result.rps for name, result in load.items()}
+    return {
+        "vs_sentence_transformers": round(rps["proxy"] / rps["baseline"], 3) if rps["baseline"] else None,
+        "vs_sentence_transformers_p99_1client": round(latency["baseline"].percentile(99)
+                                                      / max(latency["proxy"].percentile(99), 1e-9), 3),
+        f"{clients}_clients_vs_baseline": {name: result.summary() for name, result in load.items()},
+        "one_client_vs_baseline": {name: result.summary() for name, result in latency.items()},
     }
 
 

@@ -10,6 +10,7 @@ from es_rerank.data.beir import read_queries
 from lab.proxy_bench.benchmark import rerank_benchmark, replay_upstream, thread_proxy
 from lab.proxy_bench.replay import load_replay, record_replay
 from tests.conftest import run_cli
+from tests.fixtures_export import minilm_export, one_logit_checkpoint  # noqa: F401
 from tests.proxy_support import TermOverlapScorer, running_proxy, settings_for
 
 
@@ -60,3 +61,38 @@ def test_passthrough_benchmark_command_runs(opensearch_url, scifact_index, data_
     figures = json.loads(result.stdout)
     assert figures["throughput_ratio"] > 0 and "added_p50_ms" in figures
     assert figures["one_client"]["proxy"]["errors"] == 0 and figures["one_client"]["proxy"]["requests"] > 0
+
+
+def test_the_sentence_transformers_baseline_reranks_as_the_proxy_and_is_measured_beside_it(
+        opensearch_url, scifact_index, data_dir, tmp_path, one_logit_checkpoint, minilm_export):
+    from es_rerank.scoring.cross_encoder import OnnxScorer
+    from lab.proxy_bench.st_baseline import baseline_launcher
+    from tests.fixtures_export import MAX_LENGTH
+
+    texts = list(read_queries(data_dir / "scifact").values())[:2]
+    replay_file = tmp_path / "replay.jsonl.gz"
+    record_replay(opensearch_url, scifact_index, texts, replay_file, window=20)
+    entry = load_replay(replay_file).searches[0]
+    scorer = OnnxScorer.load(minilm_export, device="cpu", variant="fp32")  # the checkpoint's own precision
+    rule = IndexRule(scifact_index, window=20, deadline_ms=60000)
+
+    def launcher_for(batching):
+        def settings(upstream):
+            return replace(settings_for(upstream, rule), batch=BatchSettings(cross_request=batching))
+        return thread_proxy(settings, scorer)
+
+    baseline = baseline_launcher(one_logit_checkpoint, "cpu", MAX_LENGTH, 20, ("title", "text"))
+    with replay_upstream(replay_file) as upstream:
+        with baseline(upstream) as baseline_url, running_proxy(settings_for(upstream, rule), scorer) as proxy:
+            pages = [requests.post(url + entry.client_path, data=entry.client_body,
+                                   headers={"Content-Type": "application/json"}).json()
+                     for url in (baseline_url, proxy.url)]
+    ids = [[hit["_id"] for hit in page["hits"]["hits"]] for page in pages]
+    assert len(ids[0]) == 10 and ids[0] == ids[1]  # same checkpoint, same window: the same page
+    figures = rerank_benchmark(replay_file, launcher_for, clients=2, duration_s=0.6, rounds=1, warmup_s=0.2,
+                               latency_duration_s=0.6, baseline=baseline)
+    # Rounds this short may count no whole request on a loaded CPU: check the shape, not the speed.
+    assert "vs_sentence_transformers" in figures
+    for load in (figures["2_clients_vs_baseline"], figures["one_client_vs_baseline"]):
+        assert load["proxy"]["errors"] == load["baseline"]["errors"] == 0
+        assert set(load["proxy"]["x_rerank"]) <= {"reranked"}
