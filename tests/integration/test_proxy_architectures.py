@@ -3,23 +3,16 @@ RoBERTa (its own pair template, no token type ids) and DeBERTa-v2 (its graph dro
 ids its tokenizer makes) rerank a real SciFact window with the scores `OnnxScorer` gives."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 
 import numpy as np
 import pytest
 import requests
 
 from es_rerank.engine.bm25_query import bm25_body, hits_from_response
-from es_rerank.proxy.server import LISTENING
 from es_rerank.scoring.cross_encoder import OnnxScorer
 from es_rerank.scoring.rerank import rerank_hits
-from tests.conftest import REPO
+from tests.support.served_cli import served_export
 from tests.support.tiny_cross_encoders import train_and_export, write_pair_collection
-from tests.support.waiting import wait_until
 
 QUERY = "0-dimensional biomaterials show inductive properties"
 
@@ -28,24 +21,8 @@ QUERY = "0-dimensional biomaterials show inductive properties"
 def served(request, tmp_path, opensearch_url, scifact_index):
     _, _, export_dir, _ = train_and_export(request.param, tmp_path / request.param,
                                            write_pair_collection(tmp_path / "collection"))
-    command = [sys.executable, "-m", "es_rerank", "serve", "--opensearch", opensearch_url, "--model", str(export_dir),
-               "--device", "cpu", "--index", scifact_index, "--window", "20", "--deadline-ms", "30000", "--port", "0"]
-    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                               env={**os.environ, "ES_RERANK_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"})
-    url = None
-    for line in process.stderr:
-        if line.startswith(LISTENING):
-            url = line[len(LISTENING):].strip()
-            break
-    if url is None:
-        process.kill()
-        pytest.fail("es-rerank serve did not start")
-    threading.Thread(target=process.stderr.read, daemon=True).start()
-    wait_until(lambda: requests.get(url + "/_rerank/ready").status_code == 200, "the served model to be ready",
-               cap_s=120, every_s=0.2)
-    yield url, export_dir
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(60) == 0
+    with served_export(opensearch_url, export_dir, scifact_index) as url:
+        yield url, export_dir
 
 
 def test_a_tiny_export_of_another_family_reranks_the_window(served, opensearch_url, scifact_index):

@@ -1,21 +1,14 @@
 """`es-rerank serve --model EXPORT` as users run it: a real ONNX export reranks a real SciFact window."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 
 import numpy as np
 import pytest
 import requests
 
-from es_rerank.proxy.server import LISTENING
 from es_rerank.scoring.rerank import rerank_hits
 from es_rerank.engine.bm25_query import bm25_body, hits_from_response
-from tests.conftest import REPO
-from tests.support.waiting import wait_until
+from tests.support.served_cli import served_export
 from tests.fixtures_export import minilm_export, one_logit_checkpoint  # noqa: F401 (fixtures)
 
 QUERY = "0-dimensional biomaterials show inductive properties"
@@ -23,24 +16,8 @@ QUERY = "0-dimensional biomaterials show inductive properties"
 
 @pytest.fixture(scope="module")
 def served(minilm_export, opensearch_url, scifact_index):
-    command = [sys.executable, "-m", "es_rerank", "serve", "--opensearch", opensearch_url, "--model", str(minilm_export),
-               "--device", "cpu", "--index", scifact_index, "--window", "20", "--deadline-ms", "30000", "--port", "0"]
-    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                               env={**os.environ, "ES_RERANK_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"})
-    url = None
-    for line in process.stderr:
-        if line.startswith(LISTENING):
-            url = line[len(LISTENING):].strip()
-            break
-    if url is None:
-        process.kill()
-        pytest.fail("es-rerank serve did not start")
-    threading.Thread(target=process.stderr.read, daemon=True).start()
-    wait_until(lambda: requests.get(url + "/_rerank/ready").status_code == 200, "the served model to be ready",
-               cap_s=120, every_s=0.2)
-    yield url
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(60) == 0
+    with served_export(opensearch_url, minilm_export, scifact_index) as url:
+        yield url
 
 
 def test_a_real_export_reranks_the_window(served, minilm_export, opensearch_url, scifact_index):

@@ -1,0 +1,43 @@
+"""`es-rerank serve --model EXPORT` run as users run it: a child process on a free port, ready-checked."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+from es_rerank.proxy.server import LISTENING
+from tests.conftest import REPO
+from tests.support.waiting import wait_until
+
+
+@contextlib.contextmanager
+def served_export(opensearch_url: str, export_dir: Path, index: str, window: int = 20) -> Iterator[str]:
+    """The proxy's URL once `/_rerank/ready` answers 200; on exit, SIGTERM and a clean exit are required."""
+    command = [sys.executable, "-m", "es_rerank", "serve", "--opensearch", opensearch_url, "--model", str(export_dir),
+               "--device", "cpu", "--index", index, "--window", str(window), "--deadline-ms", "30000", "--port", "0"]
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "ES_RERANK_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"})
+    assert process.stderr is not None
+    url = None
+    for line in process.stderr:
+        if line.startswith(LISTENING):
+            url = line[len(LISTENING):].strip()
+            break
+    if url is None:
+        process.kill()
+        pytest.fail("es-rerank serve did not start")
+    threading.Thread(target=process.stderr.read, daemon=True).start()
+    wait_until(lambda: requests.get(url + "/_rerank/ready").status_code == 200, "the served model to be ready",
+               cap_s=120, every_s=0.2)
+    yield url
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0
