@@ -41,3 +41,23 @@ def served_export(opensearch_url: str, export_dir: Path, index: str, window: int
     yield url
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
+
+
+def assert_reranks_the_window(url: str, opensearch_url: str, index: str, export_dir: Path, query: str) -> None:
+    """The proxy's top 10 for `query` are the engine's BM25 top 20 ordered by `OnnxScorer` on `export_dir`."""
+    import json
+
+    import numpy as np
+
+    from es_rerank.engine.bm25_query import bm25_body, hits_from_response
+    from es_rerank.scoring.cross_encoder import OnnxScorer
+    from es_rerank.scoring.rerank import rerank_hits
+
+    body = bm25_body(query, size=10)
+    response = requests.post(f"{url}/{index}/_search", data=json.dumps(body), headers={"Content-Type": "application/json"})
+    assert response.status_code == 200 and response.headers["X-Rerank"] == "reranked"
+    window = requests.post(f"{opensearch_url}/{index}/_search", json={**body, "size": 20}).json()
+    want = rerank_hits(OnnxScorer.load(export_dir, device="cpu"), query, hits_from_response(window), ("title", "text"))
+    hits = response.json()["hits"]["hits"]
+    assert [h["_id"] for h in hits] == [hit.doc_id for hit, _ in want[:10]]
+    np.testing.assert_allclose([h["_score"] for h in hits], [s for _, s in want[:10]], atol=1e-4)
