@@ -15,6 +15,9 @@ from typing import Iterator
 
 import pytest
 
+# `serve` defaults to one worker per two cores: the suite pins one process, so its results do not
+# depend on the machine; the multi-process tests pass --workers themselves.
+os.environ.setdefault("ES_RERANK_SERVE_WORKERS", "1")
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("ES_RERANK_DATA_DIR", REPO.parent / "shared" / "data"))
 SCIFACT = DATA_DIR / "scifact"

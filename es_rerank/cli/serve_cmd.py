@@ -42,6 +42,11 @@ _server = ServerSettings()
 @option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto",
         help="Where the model runs: auto picks CUDA when onnxruntime-gpu can use a GPU.")
 @option("--model-batch-size", type=int, default=64, help="Pairs per ONNX Runtime run inside one model call.")
+@option("--workers", type=click.IntRange(1, 256), default=None,
+        help="HTTP worker processes sharing the port, fed by one model-server process "
+             "[default: half the cores, at most 16; 1 serves everything in one process].")
+@option("--batch-tokens", type=click.IntRange(64), default=65536,
+        help="Most padded tokens per model run (with --workers > 1, in the model server).")
 @option("--config", "config_file", type=click.Path(path_type=Path), default=None, envvar="ES_RERANK_SERVE_CONFIG",
         help="YAML/TOML per-index rules: indices: {NAME: {fields, window, deadline_ms, fusion, dense_model, rerank}}.")
 @option("--index", "indices", multiple=True, envvar="ES_RERANK_SERVE_INDEX",
@@ -97,8 +102,8 @@ _server = ServerSettings()
 @online_ab_options
 @click.pass_context
 def serve(ctx: click.Context, opensearch_url: str | None, opensearch_ca_file: Path | None, opensearch_insecure: bool,
-          upstream_engine: str, model: Path | None, device: str, model_batch_size: int,
-          config_file: Path | None, indices: tuple[str, ...], fields: str, window: int, deadline_ms: int,
+          upstream_engine: str, model: Path | None, device: str, model_batch_size: int, workers: int | None,
+          batch_tokens: int, config_file: Path | None, indices: tuple[str, ...], fields: str, window: int, deadline_ms: int,
           fusion_file: Path | None, dense_model: Path | None, dense_threads: int,
           max_window: int, host: str, port: int, max_in_flight: int,
           overload: str, shed_status: str, retry_after_s: int, batch_max_pairs: int, cross_request_batching: bool,
@@ -117,6 +122,8 @@ def serve(ctx: click.Context, opensearch_url: str | None, opensearch_ca_file: Pa
     A verdict recorded by `es-rerank ab --record-verdict` does that at start-up (the guard rail):
     a model significantly below BM25 is not served on that index unless --allow-harm.
     Windows left at the default are lowered to what a start-up timing says fits the deadline.
+    With --workers N > 1, N processes share the port and one model-server process runs the model
+    for all of them, batching their pairs by --batch-tokens.
     """
     from es_rerank.cli.ab_serve_options import online_ab_config
     from es_rerank.proxy.settings import parse_fields, read_config_file, rules_from_mapping
@@ -153,10 +160,22 @@ def serve(ctx: click.Context, opensearch_url: str | None, opensearch_ca_file: Pa
     from es_rerank.proxy.guard_rail import guard_rules
     from es_rerank.proxy.window_sizing import sized_rules
 
+    from es_rerank.proxy.workers import default_workers
+
+    workers = workers or (1 if online_ab is not None else default_workers())
+    if online_ab is not None and workers > 1:
+        raise ConfigError(f"--ab-split needs one process, got --workers {workers}",
+                          hint="pass --workers 1: the A/B log is written by one process")
     rules, decisions = guard_rules(rules, model, allow_harm)
     for line in decisions:
         click.echo(line, err=True)
-    scorer = load_scorer(model, device, model_batch_size) if model is not None else None
+    supervisor = None
+    if workers > 1:
+        supervisor = _start_model_server(model, device, model_batch_size, batch_tokens, workers, rules,
+                                         dense_threads, log_level)
+        scorer = supervisor.remote_scorer() if model is not None else None
+    else:
+        scorer = load_scorer(model, device, model_batch_size, batch_tokens) if model is not None else None
     dense_names = sorted({r.dense_model for r in rules if r.rerank and r.dense_model is not None})
     dense_scorers = {name: load_dense_scorer(Path(name), device, dense_threads) for name in dense_names}
     if scorer is None and not dense_scorers:
@@ -173,24 +192,47 @@ def serve(ctx: click.Context, opensearch_url: str | None, opensearch_ca_file: Pa
         what = "off: passes through" if not rule.rerank else (
             f"fusion {rule.fusion.as_dict()}" if rule.fusion is not None else "cross-encoder order")
         click.echo(f"index {rule.pattern}: {what}", err=True)
-    run_until_signal(settings, scorer, on_listening=lambda url: click.echo(LISTENING + url, err=True),
-                     dense_scorers=dense_scorers)
+    if supervisor is None:
+        run_until_signal(settings, scorer, on_listening=lambda url: click.echo(LISTENING + url, err=True),
+                         dense_scorers=dense_scorers)
+        return
+    try:
+        url = supervisor.start_workers(settings)
+    except BaseException:
+        supervisor.stop()
+        raise
+    click.echo(f"{workers} workers share the port; one model server batches their pairs", err=True)
+    click.echo(LISTENING + url, err=True)
+    supervisor.run_until_signal()
 
 
-def load_scorer(model_dir: Path, device: str = "auto", batch_size: int = 64):
+def _start_model_server(model: Path | None, device: str, batch_size: int, batch_tokens: int, workers: int,
+                        rules, dense_threads: int, log_level: str):
+    """The supervisor of `--workers N`, its model server started (none without --model)."""
+    from es_rerank.proxy.workers import DenseSpec, ModelServerSpec, Supervisor
+
+    # The model server merges every worker's pairs: rows per run are bounded by the token budget.
+    spec = ModelServerSpec(model, device, batch_size=max(batch_size, 1024), batch_tokens=batch_tokens) \
+        if model is not None else None
+    dense = DenseSpec(tuple(sorted({r.dense_model for r in rules if r.rerank and r.dense_model is not None})),
+                      device, dense_threads)
+    supervisor = Supervisor(spec, workers, dense, log_level)
+    if spec is not None:
+        try:
+            detail = supervisor.start_model_server()
+        except BaseException:
+            supervisor.stop()
+            raise
+        click.echo(f"model {model}: {detail}, in a model-server process", err=True)
+    return supervisor
+
+
+def load_scorer(model_dir: Path, device: str = "auto", batch_size: int = 64, batch_tokens: int | None = None):
     """Load the exported model the proxy scores with.
     """
-    from es_rerank.errors import ModelError
+    from es_rerank.scoring.serving_models import load_cross_encoder_for_serving
 
-    if not model_dir.is_dir():
-        raise ModelError(f"model directory {model_dir} does not exist",
-                         hint="pass the directory `es-rerank export` wrote (it holds meta.json and model.onnx)")
-    try:
-        from es_rerank.scoring.cross_encoder import OnnxScorer
-    except ImportError as exc:
-        raise ModelError(f"the ONNX scorer is unavailable: {exc}",
-                         hint="pip install 'es-rerank[serve]' or '[gpu]'") from exc
-    scorer = OnnxScorer.load(model_dir, device=device, batch_size=batch_size)
+    scorer = load_cross_encoder_for_serving(model_dir, device, batch_size, batch_tokens)
     click.echo(f"model {model_dir}: {scorer.variant.file} on {scorer.device}", err=True)
     return scorer
 
@@ -198,19 +240,8 @@ def load_scorer(model_dir: Path, device: str = "auto", batch_size: int = 64):
 def load_dense_scorer(export_dir: Path, device: str = "auto", threads: int = 0):
     """Load a bi-encoder export (from `es-rerank export-dense`) for fusion's dense scores.
     """
-    from es_rerank.errors import ModelError
+    from es_rerank.scoring.serving_models import load_dense_for_serving
 
-    if not export_dir.is_dir():
-        raise ModelError(f"dense model directory {export_dir} does not exist",
-                         hint="pass the directory `es-rerank export-dense` wrote (it holds meta.json and model.onnx)")
-    try:
-        import onnxruntime  # noqa: F401  (missing without the serve extra: say so here, with the fix)
-
-        from es_rerank.scoring.bi_encoder import DenseScorer
-    except ImportError as exc:
-        raise ModelError(f"the dense scorer is unavailable: {exc}",
-                         hint="pip install 'es-rerank[serve]' or '[gpu]'") from exc
-    # The cache keeps embeddings of documents that come back in many windows (popular queries, paging).
-    scorer = DenseScorer.load(export_dir, device=device, threads=threads, cache_size=10000)
+    scorer = load_dense_for_serving(export_dir, device, threads)
     click.echo(f"dense model {export_dir}: {scorer.meta.dim}-dim embeddings on {scorer.device}", err=True)
     return scorer

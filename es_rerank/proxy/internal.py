@@ -17,6 +17,7 @@ from es_rerank.proxy.context import ProxyContext
 from es_rerank.proxy.headers import own_json_headers
 from es_rerank.proxy.httperror import ProxyHTTPError
 from es_rerank.proxy.jsonio import dumps
+from es_rerank.proxy.metrics_merge import WORKER_SCOPE, merge_texts, peer_texts
 from es_rerank.proxy.settings import ProxySettings, UpstreamSettings  # noqa: F401 (doctest)
 
 
@@ -37,7 +38,12 @@ async def internal(context: ProxyContext, request: web.Request, path: str) -> we
         ready, details = await readiness(context)
         return _json_response(context, request, 200 if ready else 503, details)
     if path == "/_rerank/metrics":
-        return web.Response(body=metrics_text(context).encode(), headers={"Content-Type": "text/plain; version=0.0.4"})
+        await readiness(context)  # es_rerank_ready says what a readiness probe would say now
+        text = metrics_text(context)
+        peers = context.settings.server.peer_sockets
+        if peers and request.query.get("scope") != WORKER_SCOPE:  # one of several workers: answer for all
+            text = merge_texts([text, *await peer_texts(peers, path)])
+        return web.Response(body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4"})
     raise ProxyHTTPError.not_found(
         f"no proxy endpoint {path}; the proxy serves /_rerank/health, /_rerank/ready, /_rerank/metrics"
         f" and, in an A/B test, {EVENTS_PATH}")

@@ -87,7 +87,7 @@ class Counter(_Metric):
         """
         with self._lock:
             items = sorted(self._values.items())
-        return [f"{self.name}{self._label_text(k)} {_number(v)}" for k, v in items]
+        return [f"{self.name}{self._label_text(k)} {format_number(v)}" for k, v in items]
 
 
 class Gauge(Counter):
@@ -157,12 +157,12 @@ class Histogram(_Metric):
             running = 0
             for bound, count in zip(self.buckets, counts):
                 running += count
-                le = "le=" + _quote(_number(bound))
+                le = "le=" + _quote(format_number(bound))
                 out.append(f"{self.name}_bucket{self._label_text(key, le)} {running}")
             running += counts[-1]
             le = "le=" + _quote("+Inf")
             out.append(f"{self.name}_bucket{self._label_text(key, le)} {running}")
-            out.append(f"{self.name}_sum{self._label_text(key)} {_number(total)}")
+            out.append(f"{self.name}_sum{self._label_text(key)} {format_number(total)}")
             out.append(f"{self.name}_count{self._label_text(key)} {running}")
         return out
 
@@ -213,7 +213,8 @@ class ProxyMetrics:
         return "\n".join(lines) + "\n"
 
 
-def _number(value: float) -> str:
+def format_number(value: float) -> str:
+    """A sample value as Prometheus text: integers without a decimal point."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 

@@ -91,8 +91,11 @@ async def start_site(settings: ProxySettings, scorer: Scorer | None,
                            auto_decompress=False)  # relay gzip bodies as sent; the app inflates only what it reads
     await runner.setup()
     guard_connections(runner, settings.server, app[CONTEXT].metrics, app[CONTEXT].upstream.engine)
-    site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True, backlog=1024)
+    site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True,
+                       reuse_port=settings.server.reuse_port or None, backlog=1024)
     await site.start()
+    if settings.server.own_socket:  # a worker of several: its peers read its metrics here
+        await web.UnixSite(runner, settings.server.own_socket).start()
     host, port = runner.addresses[0][:2]
     host = f"[{host}]" if ":" in host else host
     return runner, f"http://{host}:{port}"
@@ -109,14 +112,15 @@ async def drain(runner: web.AppRunner, settings: ProxySettings) -> None:
 
 def run_until_signal(settings: ProxySettings, scorer: Scorer | None,
                      on_listening: Callable[[str], None] | None = None,
-                     dense_scorers: Mapping[str, Scorer] | None = None) -> None:
-    """Serve in the foreground until SIGTERM or SIGINT, then drain. Used by `es-rerank serve`.
+                     dense_scorers: Mapping[str, Scorer] | None = None, handle_sigint: bool = True) -> None:
+    """Serve in the foreground until SIGTERM (or, with `handle_sigint`, SIGINT), then drain. Used by
+    `es-rerank serve` and by each of its worker processes (whose supervisor handles Ctrl-C).
     """
     async def main() -> None:
         runner, url = await start_site(settings, scorer, dense_scorers)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT) if handle_sigint else (signal.SIGTERM,):
             loop.add_signal_handler(sig, stop.set)
         log.info("proxy up at %s, relaying to %s", url, redact(settings.upstream.base))
         if on_listening is not None:

@@ -237,6 +237,11 @@ class ServerSettings:
     drain_timeout_s: float = 30.0
     header_timeout_s: float = 10.0  # from a request's first byte to the end of its headers
     max_connections: int = 1024  # client connections open at once; more are closed on arrival
+    # One of `serve --workers N`'s processes: share the port with the others (SO_REUSEPORT), also
+    # answer on `own_socket` (a Unix socket), and sum the peers' metrics read from `peer_sockets`.
+    reuse_port: bool = False
+    own_socket: str | None = None
+    peer_sockets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _positive_number(self.header_timeout_s, "header timeout", "e.g. --header-timeout-s 10")

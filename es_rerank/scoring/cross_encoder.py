@@ -7,7 +7,7 @@ Implementations return float32 scores in input order.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -56,12 +56,13 @@ class OnnxScorer:
     """Scores pairs with an `es-rerank export` directory through ONNX Runtime.
 
     One `OnnxSession` per scorer. Pairs are tokenized with the Rust `tokenizers` library
-    (`PairEncoder`), grouped by length and run in batches of at most `batch_size`; each pair's
-    logit, through the export's output activation, is its score.
+    (`PairEncoder`), grouped by length and run in batches of at most `batch_size` pairs and,
+    with `batch_tokens`, at most that many padded tokens; each pair's logit, through the
+    export's output activation, is its score.
     """
 
     def __init__(self, session: OnnxSession, encoder: PairEncoder, meta: ExportMeta, variant: ModelVariant,
-                 batch_size: int) -> None:
+                 batch_size: int, batch_tokens: int | None = None) -> None:
         """Use `OnnxScorer.load`; this only wires already validated parts together."""
         self.session = session
         self.encoder = encoder
@@ -69,16 +70,19 @@ class OnnxScorer:
         self.variant = variant
         self.device = session.device
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
 
     @classmethod
     def load(cls, export_dir: str | Path, device: str = "auto", batch_size: int = 64, variant: str | None = None,
-             threads: int | None = None, gpu_mem_limit_mb: int | None = None) -> "OnnxScorer":
+             threads: int | None = None, gpu_mem_limit_mb: int | None = None,
+             batch_tokens: int | None = None) -> "OnnxScorer":
         """Load an export directory through its meta.json.
 
         `device`: "auto" (CUDA when onnxruntime-gpu can run here, else CPU), "cuda" or "cpu".
         `variant`: "fp32", "fp16" or "int8"; by default fp16 on CUDA, int8 (when exported) on
         CPU, else fp32. `threads`: CPU threads per run (default: ONNX Runtime's choice).
-        `gpu_mem_limit_mb`: cap on ONNX Runtime's CUDA memory arena.
+        `gpu_mem_limit_mb`: cap on ONNX Runtime's CUDA memory arena. `batch_tokens`: most padded
+        tokens per run (None: `batch_size` rows whatever their length).
 
         Example:
             >>> OnnxScorer.load("no/such/export")
@@ -92,16 +96,18 @@ class OnnxScorer:
             _check_positive("threads", threads)
         if gpu_mem_limit_mb is not None:
             _check_positive("gpu_mem_limit_mb", gpu_mem_limit_mb)
+        if batch_tokens is not None:
+            _check_positive("batch_tokens", batch_tokens)
         export_dir = Path(export_dir)
         meta = read_meta(export_dir)
-        encoder = _load_encoder(export_dir, meta)
+        encoder = load_encoder(export_dir, meta)
         wanted = resolve_device(device)
         chosen = meta.variant(variant, wanted)
         session = _open_variant(export_dir, meta, chosen, device, threads, gpu_mem_limit_mb)
         if session.device != wanted and variant is None and meta.variant(None, session.device) != chosen:
             chosen = meta.variant(None, session.device)  # "auto" fell back to CPU: take the CPU default variant
             session = _open_variant(export_dir, meta, chosen, session.device, threads, None)
-        return cls(session, encoder, meta, chosen, batch_size)
+        return cls(session, encoder, meta, chosen, batch_size, batch_tokens)
 
     def score_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
         """Score `queries[i]` against `documents[i]`: float32 scores in input order.
@@ -128,15 +134,18 @@ class OnnxScorer:
         """Run the model over already tokenized pairs: float32 scores in input order.
         """
         scores = np.zeros(len(pairs), dtype=np.float32)
-        for batch in batch_by_length(pairs, self.batch_size, self.encoder.pad_id, max_width=self.encoder.max_length):
+        for batch in self._batches(pairs):
             scores[batch.rows] = self.score_batch(batch)
         return scores
 
     def encode(self, queries: Sequence[str], documents: Sequence[str]) -> list[EncodedBatch]:
         """The padded, length-grouped batches `score_pairs` runs.
         """
-        pairs = self.encode_pairs(queries, documents)
-        return list(batch_by_length(pairs, self.batch_size, self.encoder.pad_id, max_width=self.encoder.max_length))
+        return list(self._batches(self.encode_pairs(queries, documents)))
+
+    def _batches(self, pairs: Sequence[EncodedPair]) -> Iterator[EncodedBatch]:
+        return batch_by_length(pairs, self.batch_size, self.encoder.pad_id, max_width=self.encoder.max_length,
+                               max_tokens=self.batch_tokens)
 
     def score_batch(self, batch: EncodedBatch) -> np.ndarray:
         """Run one padded batch; float32 scores in the batch's row order.
@@ -164,7 +173,9 @@ def _open_variant(export_dir: Path, meta: ExportMeta, variant: ModelVariant, dev
     return session
 
 
-def _load_encoder(export_dir: Path, meta: ExportMeta) -> PairEncoder:
+def load_encoder(export_dir: Path, meta: ExportMeta | None = None) -> PairEncoder:
+    """The pair encoder of an export: its tokenizer within its length limits (meta.json read when not given)."""
+    meta = meta if meta is not None else read_meta(export_dir)
     tokenizer = load_tokenizer(export_dir / meta.tokenizer_file, EXPORT_HINT)
     try:
         return PairEncoder(tokenizer, meta.max_length, meta.query_max_length, meta.pad_token_id)

@@ -111,20 +111,53 @@ class EncodedBatch:
 
 
 def batch_by_length(pairs: Sequence[EncodedPair], batch_size: int, pad_id: int,
-                    max_width: int | None = None) -> Iterator[EncodedBatch]:
-    """Sort sequences by length and cut the sorted list into padded batches of at most `batch_size`,
-    so short sequences are not padded to the longest one in the call.
+                    max_width: int | None = None, max_tokens: int | None = None) -> Iterator[EncodedBatch]:
+    """Sort sequences by length and cut the sorted list into padded batches of at most `batch_size`
+    rows and, with `max_tokens`, at most that many padded tokens, so short sequences are not
+    padded to the longest one in the call and a batch of long ones stays within a memory budget.
 
     Example:
         >>> pairs = [EncodedPair([1] * n, [0] * n) for n in (9, 2, 8, 3)]
         >>> [(b.rows.tolist(), b.shape[1]) for b in batch_by_length(pairs, 2, pad_id=0)]
         [([1, 3], 8), ([2, 0], 16)]
+        >>> [b.rows.tolist() for b in batch_by_length(pairs, 4, pad_id=0, max_tokens=16)]
+        [[1, 3], [2], [0]]
     """
-    lengths = np.array([len(p) for p in pairs], dtype=np.int64)
-    order = np.argsort(lengths, kind="stable")
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+    lengths = np.fromiter((len(p) for p in pairs), dtype=np.int64, count=len(pairs))
+    for rows in plan_batches(lengths, batch_size, max_width, max_tokens):
         yield EncodedBatch.pad([pairs[i] for i in rows], rows, pad_id, PAD_MULTIPLE, max_width)
+
+
+def plan_batches(lengths: np.ndarray, batch_size: int, max_width: int | None = None,
+                 max_tokens: int | None = None) -> list[np.ndarray]:
+    """Row groups of `lengths`, shortest first: each at most `batch_size` rows and, with
+    `max_tokens`, at most that many tokens once padded as `EncodedBatch.pad` pads (a row longer
+    than the budget gets a batch of its own).
+
+    Example:
+        >>> [g.tolist() for g in plan_batches(np.array([200, 10, 12, 190]), 64, max_tokens=300)]
+        [[1, 2], [3], [0]]
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
+    order = np.argsort(lengths, kind="stable")
+    if max_tokens is None:
+        return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    sorted_lengths = lengths[order]
+    widths = -(-sorted_lengths // PAD_MULTIPLE) * PAD_MULTIPLE
+    if max_width is not None:
+        widths = np.maximum(sorted_lengths, np.minimum(widths, max_width))
+    groups, start = [], 0
+    while start < len(order):
+        end = min(start + batch_size, len(order))
+        # Sorted ascending, so a group's padded width is its last row's: rows * width must fit.
+        fits = np.nonzero(widths[start:end] * np.arange(1, end - start + 1) <= max_tokens)[0]
+        end = start + (int(fits[-1]) + 1 if len(fits) else 1)
+        groups.append(order[start:end])
+        start = end
+    return groups
 
 
 def check_device(device: str) -> None:

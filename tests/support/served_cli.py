@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pytest
 import requests
@@ -20,22 +20,35 @@ from tests.support.waiting import wait_until
 
 
 @contextlib.contextmanager
-def served_export(opensearch_url: str, export_dir: Path, index: str, window: int = 20) -> Iterator[str]:
-    """The proxy's URL once `/_rerank/ready` answers 200; on exit, SIGTERM and a clean exit are required."""
+def served_export(opensearch_url: str, export_dir: Path, index: str, window: int = 20, extra_args: Sequence[str] = (),
+                  stderr_lines: list[str] | None = None) -> Iterator[str]:
+    """The proxy's URL once `/_rerank/ready` answers 200; on exit, SIGTERM and a clean exit are required.
+
+    `stderr_lines`, when given, collects the proxy's log lines as they come.
+    """
     command = [sys.executable, "-m", "es_rerank", "serve", "--opensearch", opensearch_url, "--model", str(export_dir),
-               "--device", "cpu", "--index", index, "--window", str(window), "--deadline-ms", "30000", "--port", "0"]
+               "--device", "cpu", "--index", index, "--window", str(window), "--deadline-ms", "30000", "--port", "0",
+               *extra_args]
+    lines = stderr_lines if stderr_lines is not None else []
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                env={**os.environ, "ES_RERANK_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"})
     assert process.stderr is not None
     url = None
     for line in process.stderr:
+        lines.append(line.rstrip("\n"))
         if line.startswith(LISTENING):
             url = line[len(LISTENING):].strip()
             break
     if url is None:
         process.kill()
-        pytest.fail("es-rerank serve did not start")
-    threading.Thread(target=process.stderr.read, daemon=True).start()
+        pytest.fail("es-rerank serve did not start: " + " | ".join(lines[-5:]))
+    stderr = process.stderr
+
+    def keep_reading() -> None:  # keep the pipe drained so the proxy never blocks on it
+        for line in stderr:
+            lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=keep_reading, daemon=True).start()
     wait_until(lambda: requests.get(url + "/_rerank/ready").status_code == 200, "the served model to be ready",
                cap_s=120, every_s=0.2)
     yield url
