@@ -209,10 +209,9 @@ def serve(ctx: click.Context, opensearch_url: str | None, opensearch_ca_file: Pa
 def _start_model_server(model: Path | None, device: str, batch_size: int, batch_tokens: int, workers: int,
                         rules, dense_threads: int, log_level: str):
     """The supervisor of `--workers N`, its model server started (none without --model)."""
-    from es_rerank.proxy.workers import DenseSpec, ModelServerSpec, Supervisor
+    from es_rerank.proxy.workers import MODEL_SERVER_MAX_ROWS, DenseSpec, ModelServerSpec, Supervisor
 
-    # The model server merges every worker's pairs: rows per run are bounded by the token budget.
-    spec = ModelServerSpec(model, device, batch_size=max(batch_size, 1024), batch_tokens=batch_tokens) \
+    spec = ModelServerSpec(model, device, batch_size=max(batch_size, MODEL_SERVER_MAX_ROWS), batch_tokens=batch_tokens) \
         if model is not None else None
     dense = DenseSpec(tuple(sorted({r.dense_model for r in rules if r.rerank and r.dense_model is not None})),
                       device, dense_threads)

@@ -44,6 +44,9 @@ from es_rerank.proxy.settings import ProxySettings
 log = logging.getLogger("es_rerank.proxy")
 _spawn = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited threads, locks or CUDA state
 START_TIMEOUT_S = 600.0  # loading a model onto a GPU, building its kernels and warming up
+# Rows per model run in the model server, which merges every worker's pairs: the token budget is
+# the bound that matters, this only keeps a batch of very short pairs from growing without end.
+MODEL_SERVER_MAX_ROWS = 1024
 
 
 def default_workers(cpu_count: int | None = None) -> int:
@@ -66,7 +69,7 @@ class ModelServerSpec:
 
     model_dir: Path
     device: str = "auto"
-    batch_size: int = 1024
+    batch_size: int = MODEL_SERVER_MAX_ROWS
     batch_tokens: int = 65_536
     gather_tokens: int = 262_144
 
@@ -148,7 +151,7 @@ class Supervisor:
         self._dir = tempfile.mkdtemp(prefix="es-rerank-")  # 0700: only this user reaches the sockets
         self.model_socket = os.path.join(self._dir, "model.sock")
         self._events = _spawn.Queue()
-        self._model = None
+        self._model: multiprocessing.process.BaseProcess | None = None
         self._workers: list = []
         self._settings: list[ProxySettings] = []
         self._port_holder: socket.socket | None = None

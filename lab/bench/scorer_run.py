@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from es_rerank.data.candidates import TextWindow
+from es_rerank.proxy.workers import MODEL_SERVER_MAX_ROWS
 from lab.bench.scorer_bench import Timing, Workload, measure, real_workload, synthetic_workload, tokenize_rates
 from es_rerank.errors import ConfigError
 
@@ -40,6 +41,9 @@ class BenchSettings:
     candidates: tuple[TextWindow, ...] = ()
     real_label: str = "real"
     batch_size: int | None = None
+    # Also time the model server's batching: this many windows merged per call, cut by token budget.
+    merge_windows: int = 0
+    batch_tokens: int = 65_536
     max_length: int = 256
     rounds: int = 3
     warmup: int = 1
@@ -94,13 +98,38 @@ def run_scorer_bench(settings: BenchSettings, log: Callable[[str], None] = lambd
         workloads = _workloads(settings, scorers, device, log)
         hardware = settings.hardware or describe_hardware(device)
         figures = []
+        rates: dict[str, dict[str, float]] = {}
         for workload, tokenize in workloads:
             log(f"timing {workload.label}: {len(workload.calls)} call(s) x {settings.rounds} round(s) on "
                 f"{', '.join(systems)}")
             timings = measure({name: s.score_batch for name, s in scorers.items()}, workload,
                               settings.rounds, settings.warmup)
+            rates[workload.label] = {name: t.pairs_per_s for name, t in timings.items()}
             figures += workload_figures(timings, workload, device, label, hardware, settings.command, tokenize)
+        merged = f"{settings.real_label}_merged{settings.merge_windows}"
+        if merged in rates:
+            figures += merged_figures(rates[settings.real_label], rates[merged], merged, settings.batch_tokens,
+                                      device, label, hardware, settings.command)
     return figures
+
+
+def merged_figures(per_window: dict[str, float], merged: dict[str, float], workload: str, batch_tokens: int,
+                   device: str, label: str, hardware: str, command: str) -> list[Figure]:
+    """Per system: pairs/s of the model server's batching over the one-window-per-call batching, same run.
+
+    Example:
+        >>> [(f.name, f.value) for f in merged_figures({"ort-fp32": 100.0}, {"ort-fp32": 150.0}, "real_merged8",
+        ...                                            65536, "cpu", "minilm_l6", "2 cores", "cmd")]
+        [('scorer.cpu.ort_fp32.token_budget_vs_per_window.minilm_l6.real_merged8', 1.5)]
+    """
+    where = "gpu" if device == "cuda" else "cpu"
+    date = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    return [Figure(f"scorer.{where}.{system.replace('-', '_')}.token_budget_vs_per_window.{label}.{workload}",
+                   float(f"{merged[system] / rate:.6g}"), "ratio",
+                   f"the same system scoring one window per call in batches of the serving batch size, same run "
+                   f"(merged: several windows per call, batches of at most {batch_tokens} padded tokens)",
+                   hardware, command, date, label, workload)
+            for system, rate in per_window.items() if rate > 0 and system in merged]
 
 
 def workload_figures(timings: dict[str, Timing], workload: Workload, device: str, label: str, hardware: str,
@@ -293,6 +322,12 @@ def _workloads(settings: BenchSettings, scorers: dict, device: str, log) -> list
         rates = {"serving": rate, **tokenize_rates(settings.candidates, encoder, scorer.batch_size)}
         log("tokenizing pairs/s: " + ", ".join(f"{name} {value:,.0f}" for name, value in rates.items()))
         workloads.append((workload, rates))
+        if settings.merge_windows > 1:
+            merged, _ = real_workload(f"{settings.real_label}_merged{settings.merge_windows}", settings.candidates,
+                                      encoder, MODEL_SERVER_MAX_ROWS, settings.merge_windows, settings.batch_tokens)
+            log(f"merged {settings.merge_windows} windows per call in batches of at most "
+                f"{settings.batch_tokens} padded tokens")
+            workloads.append((merged, None))
     return workloads
 
 

@@ -59,8 +59,10 @@ def passthrough_command(dataset_dir: Path, index: str, clients: int, duration_s:
         help="Replay file to write (.gz compresses; runs/ is git-ignored).")
 @option("--window", type=int, default=100, help="Candidates per search (the proxy's window).")
 @option("--split", default="test", help="Queries of this qrels split are recorded.")
+@option("--queries", "max_queries", type=click.IntRange(1), default=None,
+        help="Record only the first N queries (a smaller file to carry); default: all of the split.")
 @opensearch_url
-def record_command(dataset_dir: Path, index: str, out: Path, window: int, split: str,
+def record_command(dataset_dir: Path, index: str, out: Path, window: int, split: str, max_queries: int | None,
                    opensearch_url: str | None) -> None:
     """Record real OpenSearch window responses for DATASET_DIR's queries, for `bench proxy rerank --replay`."""
     from es_rerank.data.beir import read_qrels, read_queries
@@ -68,7 +70,7 @@ def record_command(dataset_dir: Path, index: str, out: Path, window: int, split:
     from lab.proxy_bench.replay import record_replay
 
     queries = read_queries(dataset_dir)
-    texts = [queries[qid] for qid in read_qrels(dataset_dir, split) if qid in queries]
+    texts = [queries[qid] for qid in read_qrels(dataset_dir, split) if qid in queries][:max_queries]
     count = record_replay(resolve_url(opensearch_url), index, texts, out, window=window)
     click.echo(f"recorded {count} searches (top-{window}) into {out}")
 
@@ -86,14 +88,17 @@ def record_command(dataset_dir: Path, index: str, out: Path, window: int, split:
 @option("--latency-duration-s", type=float, default=10.0, help="Counted seconds of each one-client round.")
 @option("--batch-max-pairs", type=int, default=512, help="Most pairs per model call when batching across requests.")
 @option("--model-batch-size", type=int, default=64, help="Pairs per ONNX Runtime run inside one model call.")
+@option("--workers", type=click.IntRange(1, 256), default=1,
+        help="The proxy's HTTP worker processes (`serve --workers`); above 1 a model server batches for all.")
+@option("--batch-tokens", type=click.IntRange(64), default=65536, help="Most padded tokens per model run.")
 @option("--baseline-model", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
         help="Also run the server a user would write (aiohttp + sentence-transformers CrossEncoder.predict, "
              "fp16 on CUDA) with this Hugging Face checkpoint, the one --model was exported from.")
 @option("--baseline-batch-size", type=int, default=32, help="CrossEncoder.predict's batch_size (its default: 32).")
 @option("--json-out", type=click.Path(path_type=Path), default=None, help="Also write the figures to this JSON file.")
 def rerank_command(replay: Path, model: Path, device: str, clients: int, duration_s: float, rounds: int,
-                   latency_duration_s: float, batch_max_pairs: int, model_batch_size: int,
-                   baseline_model: Path | None, baseline_batch_size: int, json_out: Path | None) -> None:
+                   latency_duration_s: float, batch_max_pairs: int, model_batch_size: int, workers: int,
+                   batch_tokens: int, baseline_model: Path | None, baseline_batch_size: int, json_out: Path | None) -> None:
     """Rerank stage through the proxy against a replay upstream.
 
     Reports added p50/p99 at one client, and req/s at saturation with and without cross-request batching.
@@ -105,7 +110,8 @@ def rerank_command(replay: Path, model: Path, device: str, clients: int, duratio
     common = ["--model", str(model), "--device", device, "--index", header["index"],
               "--fields", ",".join(header["fields"]),
               "--window", str(header["window"]), "--deadline-ms", "60000", "--max-in-flight", str(max(clients * 2, 64)),
-              "--batch-max-pairs", str(batch_max_pairs), "--model-batch-size", str(model_batch_size)]
+              "--batch-max-pairs", str(batch_max_pairs), "--model-batch-size", str(model_batch_size),
+              "--workers", str(workers), "--batch-tokens", str(batch_tokens)]
 
     def launcher_for(batching: bool):
         return cli_proxy(common + ["--cross-request-batching" if batching else "--no-cross-request-batching"])
@@ -122,7 +128,7 @@ def rerank_command(replay: Path, model: Path, device: str, clients: int, duratio
     figures["command"] = (f"es-rerank bench proxy rerank --replay {replay} --model {model} --device {device} "
                           f"--clients {clients} --duration-s {duration_s} --rounds {rounds} "
                           f"--latency-duration-s {latency_duration_s} --batch-max-pairs {batch_max_pairs} "
-                          f"--model-batch-size {model_batch_size}"
+                          f"--model-batch-size {model_batch_size} --workers {workers} --batch-tokens {batch_tokens}"
                           + (f" --baseline-model {baseline_model} --baseline-batch-size {baseline_batch_size}"
                              if baseline_model else ""))
     _emit(figures, json_out)

@@ -49,6 +49,10 @@ def _parse_shape(value: str) -> tuple[int, int]:
         help="Write the fetched candidates to this JSON-lines file (.gz to compress); alone, just write it.")
 @option("--batch-size", type=click.IntRange(1), default=None,
         help="Most pairs per batch for real candidates; default: 100 on cuda, 16 on cpu.")
+@option("--merge-windows", type=click.IntRange(0), default=0,
+        help="Also time the model server's batching (serve --workers): this many windows merged per call.")
+@option("--batch-tokens", type=click.IntRange(64), default=65536,
+        help="With --merge-windows: most padded tokens per batch.")
 @option("--max-length", type=click.IntRange(8, 512), default=256, help="Pair length limit when exporting here.")
 @option("--rounds", type=click.IntRange(1), default=3, help="Timed passes over each workload.")
 @option("--warmup", type=click.IntRange(0), default=1,
@@ -62,7 +66,8 @@ def _parse_shape(value: str) -> tuple[int, int]:
         help="Append the figures to this file as JSON lines.")
 @opensearch_url
 def bench_scorer(export_dir, checkpoint, random_init, tokenizer_dir, label, device, systems, synthetic, no_synthetic,
-                 candidates_file, dataset, index, split, queries, top_k, write_candidates, batch_size, max_length,
+                 candidates_file, dataset, index, split, queries, top_k, write_candidates, batch_size, merge_windows,
+                 batch_tokens, max_length,
                  rounds, warmup, threads, work_dir, hardware, figures_file, opensearch_url) -> None:
     """Pairs/s and p50/p99 per call: ONNX Runtime against PyTorch fp32/fp16 (same checkpoint,
     same token ids, same run) on full-length synthetic batches and on real candidates."""
@@ -85,6 +90,7 @@ def bench_scorer(export_dir, checkpoint, random_init, tokenizer_dir, label, devi
         export_dir=export_dir, checkpoint=checkpoint, random_init=random_init, tokenizer_dir=tokenizer_dir,
         label=label, device=resolved, systems=tuple(s.strip() for s in systems.split(",")) if systems else None,
         synthetic=shapes, candidates=tuple(candidates), real_label=real_label, batch_size=batch_size,
+        merge_windows=merge_windows, batch_tokens=batch_tokens,
         max_length=max_length, rounds=rounds, warmup=warmup, threads=threads, work_dir=work_dir, hardware=hardware,
         command=command_line(click.get_current_context()))
     figures = run_scorer_bench(settings, log=lambda message: click.echo(message, err=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 
@@ -43,6 +44,10 @@ class SumScorer:
         if any(POISON in np.asarray(p.ids) for p in pairs):
             raise ScoringError("the model refused this input")
         return np.array([float(np.sum(p.ids)) for p in pairs], dtype=np.float32)
+
+
+def queue_holds(server: ModelServer, n: int) -> bool:
+    return len(server._queue) == n
 
 
 @pytest.fixture
@@ -97,7 +102,7 @@ def test_a_failing_request_does_not_fail_the_requests_it_was_merged_with(socket_
         for name, pairs in (("good", [pair(2, 2)]), ("poisoned", [pair(POISON)]), ("also good", [pair(4)])):
             threads.append(threading.Thread(target=send, args=(name, pairs)))
             threads[-1].start()
-            wait_until(lambda n=len(threads) - 1: len(server._queue) == n, f"{name} to queue")
+            wait_until(functools.partial(queue_holds, server, len(threads) - 1), f"{name} to queue")
         scorer.release.set()
         for thread in threads:
             thread.join(60)

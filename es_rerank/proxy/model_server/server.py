@@ -196,7 +196,8 @@ class ModelServer:
                 self._wake.wait()
             if self._stopping:
                 return None
-            taken, tokens = [], 0
+            taken: list[_Request] = []
+            tokens = 0
             while self._queue and (not taken or tokens + self._queue[0].tokens <= self.gather_tokens):
                 request = self._queue.popleft()
                 taken.append(request)
