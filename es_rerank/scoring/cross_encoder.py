@@ -122,13 +122,7 @@ class OnnxScorer:
         """Tokenize pairs without running the model: the CPU half of `score_pairs`, which the
         proxy runs on several threads while one worker feeds the model.
         """
-        try:
-            return self.encoder.encode(queries, documents)
-        except (TypeError, ValueError):
-            raise
-        except Exception as exc:  # the Rust tokenizer's own failures
-            raise ScoringError(f"tokenizing {len(documents)} pairs failed: {exc}",
-                               hint="check the texts; the proxy falls back to BM25 order") from exc
+        return encode_for_scoring(self.encoder, queries, documents)
 
     def score_encoded(self, pairs: Sequence[EncodedPair]) -> np.ndarray:
         """Run the model over already tokenized pairs: float32 scores in input order.
@@ -158,6 +152,18 @@ class OnnxScorer:
         if self.meta.output_activation == "sigmoid":
             scores = (1.0 / (1.0 + np.exp(-scores))).astype(np.float32)
         return scores
+
+
+def encode_for_scoring(encoder: PairEncoder, queries: Sequence[str], documents: Sequence[str]) -> list[EncodedPair]:
+    """`encoder.encode`, with the Rust tokenizer's own failures turned into a `ScoringError` (a
+    BM25 fallback in the proxy); a wrong argument stays a `ValueError` or `TypeError` (a bug)."""
+    try:
+        return encoder.encode(queries, documents)
+    except (TypeError, ValueError):
+        raise
+    except Exception as exc:
+        raise ScoringError(f"tokenizing {len(documents)} pairs failed: {exc}",
+                           hint="check the texts; the proxy falls back to BM25 order") from exc
 
 
 def _open_variant(export_dir: Path, meta: ExportMeta, variant: ModelVariant, device: str, threads: int | None,

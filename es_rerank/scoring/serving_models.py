@@ -21,27 +21,26 @@ DENSE_CACHE_SIZE = 10_000
 def load_cross_encoder_for_serving(model_dir: Path, device: str = "auto", batch_size: int = 64,
                                    batch_tokens: int | None = None):
     """The `OnnxScorer` of an `es-rerank export` directory."""
-    if not model_dir.is_dir():
-        raise ModelError(f"model directory {model_dir} does not exist",
-                         hint="pass the directory `es-rerank export` wrote (it holds meta.json and model.onnx)")
-    try:
-        from es_rerank.scoring.cross_encoder import OnnxScorer
-    except ImportError as exc:
-        raise ModelError(f"the ONNX scorer is unavailable: {exc}",
-                         hint="pip install 'es-rerank[serve]' or '[gpu]'") from exc
+    _check_export_dir(model_dir, "model", "es-rerank export")
+    from es_rerank.scoring.cross_encoder import OnnxScorer
+
     return OnnxScorer.load(model_dir, device=device, batch_size=batch_size, batch_tokens=batch_tokens)
 
 
 def load_dense_for_serving(export_dir: Path, device: str = "auto", threads: int = 0):
     """The `DenseScorer` of an `es-rerank export-dense` directory, with its document cache."""
-    if not export_dir.is_dir():
-        raise ModelError(f"dense model directory {export_dir} does not exist",
-                         hint="pass the directory `es-rerank export-dense` wrote (it holds meta.json and model.onnx)")
-    try:
-        import onnxruntime  # noqa: F401  (missing without the serve extra: say so here, with the fix)
+    _check_export_dir(export_dir, "dense model", "es-rerank export-dense")
+    from es_rerank.scoring.bi_encoder import DenseScorer
 
-        from es_rerank.scoring.bi_encoder import DenseScorer
-    except ImportError as exc:
-        raise ModelError(f"the dense scorer is unavailable: {exc}",
-                         hint="pip install 'es-rerank[serve]' or '[gpu]'") from exc
     return DenseScorer.load(export_dir, device=device, threads=threads, cache_size=DENSE_CACHE_SIZE)
+
+
+def _check_export_dir(path: Path, what: str, command: str) -> None:
+    """Refuse a missing export directory, or a missing ONNX Runtime (the serve extra), with the fix."""
+    if not path.is_dir():
+        raise ModelError(f"{what} directory {path} does not exist",
+                         hint=f"pass the directory `{command}` wrote (it holds meta.json and model.onnx)")
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise ModelError(f"the {what} cannot run: {exc}", hint="pip install 'es-rerank[serve]' or '[gpu]'") from exc

@@ -58,15 +58,11 @@ class RemoteScorer:
         return self.score_encoded(self.encode_pairs(queries, documents))
 
     def encode_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> list[EncodedPair]:
+        from es_rerank.scoring.cross_encoder import encode_for_scoring
+
         if self.encoder is None:
             raise ModelError("this RemoteScorer has no tokenizer", hint="make it with RemoteScorer.load(EXPORT, SOCKET)")
-        try:
-            return self.encoder.encode(queries, documents)
-        except (TypeError, ValueError):
-            raise
-        except Exception as exc:  # the Rust tokenizer's own failures
-            raise ScoringError(f"tokenizing {len(documents)} pairs failed: {exc}",
-                               hint="check the texts; the proxy falls back to BM25 order") from exc
+        return encode_for_scoring(self.encoder, queries, documents)
 
     def score_encoded(self, pairs: Sequence[EncodedPair]) -> np.ndarray:
         if not pairs:
