@@ -42,6 +42,22 @@ def search_bm25(client, index: str, text: str, size: int, fields: Sequence[str] 
     return hits_from_response(response)
 
 
+def bm25_scores_of(client, index: str, text: str, doc_ids: Sequence[str],
+                   fields: Sequence[str] = DEFAULT_FIELDS) -> dict[str, float]:
+    """BM25 scores of `doc_ids` for `text`, from the served query restricted to those ids.
+
+    A document that matches no query term is absent from the answer: its BM25 score is 0.
+    Lets a pool that holds documents BM25 did not rank (kNN hits) carry a BM25 score for each.
+    """
+    ids = list(dict.fromkeys(doc_ids))
+    if not ids:
+        return {}
+    body = bm25_body(text, len(ids), fields, source=False)
+    body["query"] = {"bool": {"must": [body["query"]], "filter": [{"ids": {"values": ids}}]}}
+    scores = {hit.doc_id: hit.score for hit in hits_from_response(client.search(index=index, body=body))}
+    return {doc_id: scores.get(doc_id, 0.0) for doc_id in ids}
+
+
 def hits_from_response(response: dict) -> list[Hit]:
     """Turn an OpenSearch `_search` response into `Hit`s, keeping rank order."""
     return [Hit(str(h["_id"]), float(h.get("_score") or 0.0), h.get("_source") or {})
