@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import threading
 
 import requests
 
@@ -75,6 +76,41 @@ def test_searches_fall_back_while_the_model_server_restarts(opensearch_url, mini
         wait_until(lambda: search(url, scifact_index).headers["X-Rerank"] == "reranked",
                    "reranked searches after the restart", cap_s=60)
         assert_reranks_the_window(url, opensearch_url, scifact_index, minilm_export, QUERY)
+
+
+def test_sigterm_drains_the_workers_and_the_search_in_flight_is_still_reranked(opensearch_url, minilm_export,
+                                                                               scifact_index):
+    """SIGTERM to `serve --workers 2` with a search waiting on the model server: readiness turns false,
+    new connections are refused, the model server stays up until that search has its scores, and the
+    supervisor exits 0."""
+    from tests.integration.test_proxy_sigterm import refused
+
+    lines: list[str] = []
+    drain = ["--drain-delay-s", "3", "--drain-timeout-s", "60"]
+    with served_export(opensearch_url, minilm_export, scifact_index, extra_args=WORKERS + drain,
+                       stderr_lines=lines) as url:
+        [model_pid] = pids(lines, r"model server up \(pid (\d+)\)")
+        supervisor = parent_of(model_pid)
+        os.kill(model_pid, signal.SIGSTOP)  # the search below waits for its scores until SIGCONT
+        answer: dict = {}
+        searching = threading.Thread(target=lambda: answer.update(response=search(url, scifact_index)))
+        try:
+            searching.start()
+            wait_until(lambda: metric(url, "es_rerank_in_flight") == 1, "the search to be in flight")
+            os.kill(supervisor, signal.SIGTERM)
+            ready = wait_until(lambda: [r for r in [requests.get(url + "/_rerank/ready", timeout=5)]
+                                        if r.status_code == 503], "readiness to turn false after SIGTERM")[0]
+            assert "draining after SIGTERM" in ready.json()["reasons"]
+            wait_until(lambda: refused(url), "both workers to close the port after the drain delay")
+            assert searching.is_alive() and not zombie(model_pid)  # nothing stopped the model server early
+        finally:
+            os.kill(model_pid, signal.SIGCONT)
+        searching.join(120)
+        response = answer["response"]
+        assert response.status_code == 200 and response.headers["X-Rerank"] == "reranked"
+        assert len(response.json()["hits"]["hits"]) == 10
+        wait_until(lambda: zombie(supervisor), "the supervisor to exit after the drain", cap_s=120)
+    # served_export has checked the exit status: 0
 
 
 def parent_of(pid: int) -> int:
