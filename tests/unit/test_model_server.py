@@ -124,6 +124,17 @@ def test_a_client_reconnects_after_the_server_restarts(socket_path):
     remote.close()
 
 
+def test_a_connection_left_from_before_a_restart_is_replaced_without_failing_a_call(socket_path):
+    """The worker's idle connection met the old server's EOF: the first call after the restart scores."""
+    remote = RemoteScorer(socket_path)
+    with ModelServer(SumScorer(), socket_path):
+        assert remote.score_encoded([pair(1)]).tolist() == [1.0]
+    with ModelServer(SumScorer(), socket_path):
+        assert remote.score_encoded([pair(3)]).tolist() == [3.0]
+        assert remote.score_encoded([pair(4)]).tolist() == [4.0]
+    remote.close()
+
+
 def test_a_corrupt_frame_is_answered_with_an_error_and_the_connection_closed(socket_path):
     with ModelServer(SumScorer(), socket_path):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

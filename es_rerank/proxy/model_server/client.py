@@ -3,12 +3,15 @@
 `RemoteScorer` is a `TwoStageScorer` when given an encoder: `encode_pairs` runs this process's
 own tokenizer (with its own document cache) and `score_encoded` sends the token ids to the
 model server and waits for its scores. Any failure to reach the server is a `ScoringError`, so
-the search falls back to BM25 order as on a local model failure; the next call reconnects.
+the search falls back to BM25 order as on a local model failure; the next call reconnects. A
+connection the server closed while idle (it restarted) is replaced before a request is sent on
+it, so no search is lost to a restart that is already over.
 """
 
 from __future__ import annotations
 
 import itertools
+import select
 import socket
 import threading
 from pathlib import Path
@@ -103,6 +106,8 @@ class RemoteScorer:
         self.close()
 
     def _connected(self) -> socket.socket:
+        if self._sock is not None and peer_closed(self._sock):
+            self._drop()  # the model server restarted since: a request sent here would only meet EOF
         if self._sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.timeout_s)
@@ -118,3 +123,20 @@ class RemoteScorer:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def peer_closed(sock: socket.socket) -> bool:
+    """True when the other end has closed `sock` (EOF waiting); never blocks, never consumes data.
+
+    Not a retry: a request is never sent twice, so an input that crashes the model server
+    crashes it once.
+    """
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:  # reset by the peer
+        return True
