@@ -87,14 +87,19 @@ def export_dense_command(checkpoint: str, outdir: Path, optimize: bool, max_leng
         help="Keep only these query ids: one per line, a JSON list, or a training log's dev_qids.")
 @option("--depth", default=100, type=click.IntRange(min=1), help="BM25 hits per query (the rerank window).")
 @option("--fields", default="title,text", metavar="A,B", help="Comma-separated document fields BM25 searches and scorers read.")
+@option("--knn-model", "knn_model", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+        help="Add the engine's kNN top-DEPTH to BM25's (the union pool): the bi-encoder export the index's "
+             "vectors came from (`es-rerank index --dense-model`), which embeds the queries.")
 @option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
         help="Candidates file to write (JSON lines; gzipped when it ends in .gz).")
 @opensearch_url
 def fusion_candidates_command(dataset_dir: Path, index: str, split: str, dev_fraction: float | None, dev_salt: str,
-                              query_ids: Path | None, depth: int, fields: str, out: Path,
+                              query_ids: Path | None, depth: int, fields: str, knn_model: Path | None, out: Path,
                               opensearch_url: str | None) -> None:
     """Write the BM25 top-DEPTH candidates (ids, scores, texts) of DATASET_DIR's judged queries.
 
+    With --knn-model, the pool is BM25's top DEPTH together with the kNN top DEPTH over the vectors
+    stored in the index, each document with its BM25 score (0 when no query term matches).
     To fit a cross-encoder weight, take the queries its training held out (--query-ids with the
     training log) so the weight is not fitted on queries the model has learnt.
     """
@@ -134,12 +139,36 @@ def fusion_candidates_command(dataset_dir: Path, index: str, split: str, dev_fra
                + (f" --query-ids {shown(query_ids)}" if query_ids else "")
                + (f" --dev-fraction {dev_fraction} --dev-salt {dev_salt}" if dev_fraction else "")
                + (f" --fields {','.join(field_names)}" if field_names != ("title", "text") else "")
+               + (f" --knn-model {shown(knn_model)}" if knn_model else "")
                + f" --out {shown(out)}")
     meta = {"dataset": dataset_dir.name, "split": split, "subset": subset, "history": [command]}
-    cands = collect_candidates(client, index, {qid: queries[qid] for qid in judged}, depth, field_names, meta,
-                               progress=lambda items: progress_bar(items, len(items), desc="BM25", unit="query"))
+    texts = {qid: queries[qid] for qid in judged}
+    if knn_model is None:
+        cands = collect_candidates(client, index, texts, depth, field_names, meta,
+                                   progress=lambda items: progress_bar(items, len(items), desc="BM25", unit="query"))
+        pool = f"BM25 top-{depth}"
+    else:
+        cands = _union_candidates(client, index, texts, depth, field_names, meta, knn_model)
+        pool = f"BM25 top-{depth} ∪ kNN top-{depth}"
     write_candidates(cands, out)
-    click.echo(f"wrote BM25 top-{depth} of {len(cands.queries)} queries ({len(cands.docs)} distinct documents) to {out}")
+    click.echo(f"wrote {pool} of {len(cands.queries)} queries ({len(cands.docs)} distinct documents) to {out}")
+
+
+def _union_candidates(client, index: str, texts: dict[str, str], depth: int, fields: tuple[str, ...], meta: dict,
+                      knn_model: Path):
+    from es_rerank.data.pools import collect_union_candidates
+    from es_rerank.engine.engine_profile import detect
+    from es_rerank.engine.knn_query import check_vector_field
+    from es_rerank.scoring.bi_encoder import DenseScorer
+
+    scorer = DenseScorer.load(knn_model)
+    check_vector_field(client, index, scorer.meta.dim)
+    ids = list(texts)
+    vectors = dict(zip(ids, scorer.embed([texts[q] for q in ids])))
+    meta["knn_model"] = knn_model.name
+    return collect_union_candidates(client, index, detect(client).engine, texts, vectors, depth, fields, meta,
+                                    progress=lambda items: progress_bar(items, len(items), desc="BM25 + kNN",
+                                                                        unit="query"))
 
 
 def read_query_ids(path: Path) -> set[str]:

@@ -88,6 +88,33 @@ def knn_body(engine: str, vector: Sequence[float], k: int, source: bool | Sequen
     return body
 
 
+def check_vector_field(client, index: str, dim: int) -> None:
+    """Refuse an index whose mapping has no `VECTOR_FIELD` of `dim` floats, before any kNN query is sent.
+
+    Example:
+        >>> class Client:
+        ...     class indices:
+        ...         get_mapping = staticmethod(lambda index: {index: {"mappings": {"properties": {"title": {}}}}})
+        >>> check_vector_field(Client(), "scifact", 384)
+        Traceback (most recent call last):
+        ...
+        es_rerank.errors.ConfigError: index scifact has no vector field 'embedding' (es-rerank index --dense-model EXPORT writes one; reindex with the bi-encoder whose export embeds the queries)
+    """
+    mappings = client.indices.get_mapping(index=index)
+    for mapping in mappings.values():  # an alias may name several indices: each needs the field
+        properties = mapping.get("mappings", {}).get("properties", {})
+        field = properties.get(VECTOR_FIELD)
+        if field is None:
+            raise ConfigError(f"index {index} has no vector field {VECTOR_FIELD!r}",
+                              hint="es-rerank index --dense-model EXPORT writes one; reindex with the bi-encoder "
+                                   "whose export embeds the queries")
+        stored = field.get("dims", field.get("dimension"))
+        if stored != dim:
+            raise ConfigError(f"index {index} stores {stored}-float vectors in {VECTOR_FIELD!r}, but the query "
+                              f"bi-encoder makes {dim}-float ones",
+                              hint="embed the queries with the export the index was built with")
+
+
 def search_knn(client, index: str, engine: str, vector: Sequence[float], k: int,
                source: bool | Sequence[str] = False) -> list[Hit]:
     """The kNN hits in rank order (`Hit.score` is the engine's similarity score)."""

@@ -162,3 +162,18 @@ def test_the_union_pool_keeps_bm25s_window_and_adds_knn_hits_with_their_own_bm25
         found["bm25"] += len({h.doc_id for h in bm25} & relevant(qrels, query.query_id))
         found["union"] += len(set(query.doc_ids) & relevant(qrels, query.query_id))
     assert widened > 0 and found["union"] > found["bm25"]
+
+    # `fusion-candidates --knn-model` writes this same pool, for score-candidates and fit-fusion.
+    from es_rerank.data.candidates import read_candidates
+
+    out = sample / "union.jsonl.gz"
+    made = run_cli("fusion-candidates", str(sample), "--index", "test-union-sample", "--split", "test", "--depth",
+                   str(depth), "--knn-model", str(minilm_dense_export), "--out", str(out),
+                   "--opensearch", elasticsearch9.url)
+    assert made.returncode == 0, made.stderr
+    assert f"BM25 top-{depth} ∪ kNN top-{depth} of {len(queries)} queries" in made.stdout
+    written = read_candidates(out)
+    assert written.meta["pool"] == "bm25+knn" and "--knn-model" in written.meta["history"][0]
+    assert {q.query_id: q.doc_ids for q in written.queries} == {q.query_id: q.doc_ids for q in union.queries}
+    for mine, theirs in zip(written.queries, union.queries):
+        assert mine.scores["bm25"].tolist() == pytest.approx(theirs.scores["bm25"].tolist())

@@ -97,3 +97,15 @@ def test_the_commands_measure_a_cranfield_slice_and_refuse_to_fit_on_it(export_d
 
     refused = run_cli("fit-fusion", str(scored), "--qrels", cranfield)
     assert refused.returncode == 2 and "test split" in refused.stderr
+
+
+def test_a_knn_pool_on_an_index_without_vectors_is_refused_before_any_file_is_written(export_dir, cranfield_index,
+                                                                                    opensearch_url, data_dir,
+                                                                                    tmp_path):
+    out = tmp_path / "union.jsonl.gz"
+    refused = run_cli("fusion-candidates", str(data_dir / "cranfield"), "--index", cranfield_index, "--split", "test",
+                      "--knn-model", str(export_dir), "--out", str(out), "--opensearch", opensearch_url)
+    assert refused.returncode == 2, refused.stderr
+    assert f"index {cranfield_index} has no vector field 'embedding'" in refused.stderr
+    assert "es-rerank index --dense-model EXPORT" in refused.stderr and "Traceback" not in refused.stderr
+    assert not out.exists()
