@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from es_rerank.data.textfiles import file_sha256
 from es_rerank.errors import ConfigError
 from es_rerank.training import state as saved_state
 from es_rerank.training.batches import GRID_KEYS, StepBatches, score_grid
@@ -127,7 +128,7 @@ def _fit(config: FineTuningConfig, task: Task, out_dir: Path, resume: bool, show
 
     log: dict[str, Any] = {"config": config.to_dict(), "world_size": runtime.world_size,
                            "device": device_name(runtime.device), "groups_file": task.groups.name,
-                           "groups_sha256": saved_state.file_sha256(task.groups), **task.header(),
+                           "groups_sha256": file_sha256(task.groups), **task.header(),
                            "total_steps": total, "loss_log": []}
     start_step = 0
     resumed = resume and saved_state.has_state(out_dir)

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import torch
 
 from es_rerank.export.checkpoints import PROVENANCE_FILE
-from es_rerank.training.state import file_sha256
+from es_rerank.data.textfiles import file_sha256
 
 # cuBLAS needs a fixed workspace for deterministic matmuls (CUDA >= 10.2); set before CUDA starts.
 CUBLAS_DETERMINISTIC = ":4096:8"

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +63,3 @@ def load_state(out_dir: Path, rank: int, config: FineTuningConfig, map_location:
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state(rng["cuda"])
     return payload
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes: what a resumed run must train on again, and what a record names."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

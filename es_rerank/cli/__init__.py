@@ -34,9 +34,10 @@ from es_rerank.cli import ab_cmd  # noqa: E402
 
 cli.add_command(ab_cmd.ab)
 
-from es_rerank.cli import bm25_run_cmd, mine_cmd, train_cmd  # noqa: E402
+from es_rerank.cli import bm25_run_cmd, mine_cmd, mix_cmd, train_cmd  # noqa: E402
 
 cli.add_command(mine_cmd.mine_command)
+cli.add_command(mix_cmd.mix_command)
 cli.add_command(bm25_run_cmd.bm25_run_command)
 cli.add_command(train_cmd.train_command)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from es_rerank.cli.options import opensearch_url, option, progress_bar
+from es_rerank.data.mining import SAMPLE_SALT
 
 
 def fields_option(function):
@@ -33,10 +34,14 @@ def split_fields(value: str) -> tuple[str, ...]:
 @option("--depth", default=1000, type=click.IntRange(min=1), help="BM25 hits per query to draw negatives from.")
 @option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
         help="Groups JSONL to write; an existing file is resumed (queries in it are skipped).")
+@option("--max-queries", type=click.IntRange(min=1), default=None,
+        help="Mine only this many judged queries, a sample fixed by a hash of each query id (large training sets).")
+@option("--sample-salt", default=SAMPLE_SALT, show_default=True,
+        help="Salt of the --max-queries hash; another salt draws another sample.")
 @fields_option
 @opensearch_url
-def mine_command(index: str, queries_path: Path, qrels_path: Path, split: str, depth: int, out: Path, fields: str,
-                 opensearch_url: str | None) -> None:
+def mine_command(index: str, queries_path: Path, qrels_path: Path, split: str, depth: int, out: Path,
+                 max_queries: int | None, sample_salt: str, fields: str, opensearch_url: str | None) -> None:
     """Write {qid, pos, neg} groups: judged positives and BM25-ranked negatives (positives removed).
 
     Runs the same BM25 query builder as the proxy, so training negatives come from the retriever
@@ -51,7 +56,8 @@ def mine_command(index: str, queries_path: Path, qrels_path: Path, split: str, d
     check_reachable(client, url)
     queries, qrels = read_queries(queries_path), read_qrels(qrels_path, split)
     report = mine_groups(client, index, queries, qrels, depth, out, split_fields(fields),
-                         progress=lambda items, total: progress_bar(items, total, desc=f"mining {index}", unit="query"))
+                         progress=lambda items, total: progress_bar(items, total, desc=f"mining {index}", unit="query"),
+                         max_queries=max_queries, sample_salt=sample_salt)
     for line in report.describe():
         click.echo(f"warning: {line}", err=True)
     click.echo(f"wrote {report.written} groups to {out} ({report.already_done} were already there)")

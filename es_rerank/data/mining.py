@@ -14,6 +14,7 @@ A groups file has one JSON object per training query::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from es_rerank.engine.bm25_query import DEFAULT_FIELDS, search_bm25
 from es_rerank.types import Hit
 
 Progress = Callable[[Iterable, int], Iterable]
+SAMPLE_SALT = "es-rerank-mine"  # the default salt of `--max-queries` samples
 Run = dict[str, list[Hit]]
 
 
@@ -97,13 +99,38 @@ class MiningReport:
         return lines
 
 
+def sample_query_ids(query_ids: Sequence[str], limit: int | None, salt: str = SAMPLE_SALT) -> list[str]:
+    """The `limit` ids with the smallest sha256(salt NUL id), in their given order; all ids without a limit.
+
+    Membership depends only on the id, the salt and the limit, so an interrupted run resumes
+    on the same sample and a larger limit keeps every query a smaller one took.
+
+    Example:
+        >>> ids = [str(i) for i in range(100)]
+        >>> few = sample_query_ids(ids, 10)
+        >>> len(few), few == sample_query_ids(list(reversed(ids)), 10)[::-1], set(few) < set(sample_query_ids(ids, 20))
+        (10, True, True)
+        >>> sample_query_ids(["b", "a"], None)
+        ['b', 'a']
+    """
+    if limit is None or limit >= len(query_ids):
+        return list(query_ids)
+    if limit < 1:
+        raise ConfigError(f"--max-queries must be at least 1, got {limit}")
+    ranked = sorted(query_ids, key=lambda qid: hashlib.sha256(f"{salt}\0{qid}".encode("utf-8")).digest())
+    chosen = set(ranked[:limit])
+    return [qid for qid in query_ids if qid in chosen]
+
+
 def mine_groups(client, index: str, queries: Mapping[str, str], qrels: Qrels, depth: int, out: Path,
-                fields: Sequence[str] = DEFAULT_FIELDS, progress: Progress | None = None) -> MiningReport:
+                fields: Sequence[str] = DEFAULT_FIELDS, progress: Progress | None = None,
+                max_queries: int | None = None, sample_salt: str = SAMPLE_SALT) -> MiningReport:
     """Write one group per judged query to `out`, appending to (and skipping what is in) an earlier file.
 
-    Queries are taken in qrels order. A query whose judged positives are all absent from the
-    index is reported, not written; one whose BM25 list holds only positives is written with
-    no negatives and reported.
+    Queries are taken in qrels order; with `max_queries`, only the hashed sample of that many
+    judged queries that have text (`sample_query_ids`). A query whose judged positives are all
+    absent from the index is reported, not written; one whose BM25 list holds only positives is
+    written with no negatives and reported.
     """
     if depth < 1:
         raise ConfigError(f"--depth must be at least 1, got {depth}")
@@ -116,7 +143,8 @@ def mine_groups(client, index: str, queries: Mapping[str, str], qrels: Qrels, de
     judged = [(qid, relevant(qrels, qid)) for qid in qrels]
     judged = [(qid, pos) for qid, pos in judged if pos]
     report.missing_text = [qid for qid, _ in judged if qid not in queries]
-    todo = [(qid, pos) for qid, pos in judged if qid in queries and qid not in done]
+    sampled = set(sample_query_ids([qid for qid, _ in judged if qid in queries], max_queries, sample_salt))
+    todo = [(qid, pos) for qid, pos in judged if qid in sampled and qid not in done]
     indexed = existing_ids(client, index, sorted({d for _, pos in todo for d in pos}))
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "a", encoding="utf-8") as handle:

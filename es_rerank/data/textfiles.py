@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -72,3 +73,12 @@ def json_records(path: str | Path, hint: str) -> Iterator[tuple[int, str, dict]]
         for line_no, line in enumerate(handle, start=1):
             if line.strip():
                 yield line_no, line, json_object(line, f"{path}:{line_no}", hint)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes: what a resumed run must train on again, and what a record names."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

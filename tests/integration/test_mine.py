@@ -81,3 +81,28 @@ def test_mine_and_bm25_run_commands(os_client, scifact_index, data_dir, opensear
     qid, hits = next(iter(run.items()))
     text = read_queries(data_dir / "scifact")[qid]
     assert [h.doc_id for h in hits] == [h.doc_id for h in search_bm25(os_client, scifact_index, text, 7)]
+
+
+def test_max_queries_mines_a_hashed_sample_that_resumes_and_grows_consistently(
+        os_client, scifact_index, data_dir, tmp_path):
+    queries = read_queries(data_dir / "scifact")
+    qrels = read_qrels(data_dir / "scifact", "train")
+    out = tmp_path / "g.jsonl"
+    mine_groups(os_client, scifact_index, queries, qrels, 5, out, max_queries=3)
+    first = [g.qid for g in read_groups(out)]
+    assert len(first) == 3 and set(first) <= set(qrels)
+    again = mine_groups(os_client, scifact_index, queries, qrels, 5, out, max_queries=3)
+    assert again.written == 0 and again.already_done == 3
+    grown = mine_groups(os_client, scifact_index, queries, qrels, 5, out, max_queries=6)
+    qids = [g.qid for g in read_groups(out)]
+    assert grown.written == 3 and len(set(qids)) == 6 and qids[:3] == first
+    other = mine_groups(os_client, scifact_index, queries, qrels, 5, tmp_path / "h.jsonl", max_queries=3,
+                        sample_salt="another")
+    assert other.written == 3 and {g.qid for g in read_groups(tmp_path / "h.jsonl")} != set(first)
+
+
+def test_mine_refuses_a_max_queries_below_one(scifact_index, data_dir, opensearch_url, tmp_path):
+    done = run_cli("mine", "--index", scifact_index, "--queries", str(data_dir / "scifact"), "--qrels",
+                   str(data_dir / "scifact"), "--max-queries", "0", "--out", str(tmp_path / "g.jsonl"),
+                   "--opensearch", opensearch_url)
+    assert done.returncode == 2 and "--max-queries" in done.stderr and not (tmp_path / "g.jsonl").exists()

@@ -184,7 +184,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(one_process, mined, tiny
 
 def test_deterministic_mode_gives_the_same_weights_twice_and_records_what_made_them(mined, tiny_base, data_dir,
                                                                                     tmp_path):
-    from es_rerank.training.state import file_sha256
+    from es_rerank.data.textfiles import file_sha256
 
     config = tiny_config(tiny_base, deterministic=True, dropout=0.1)  # dropout: the RNG is part of it
     for name in ("a", "b"):

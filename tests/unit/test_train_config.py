@@ -27,7 +27,7 @@ def test_every_committed_recipe_builds(path):
 
 
 def test_sweep_recipes_hold_equal_everything_but_the_loss_and_group(tmp_path):
-    configs = [build_config(read_recipe(p)).to_dict() for p in RECIPES]
+    configs = [build_config(read_recipe(p)).to_dict() for p in RECIPES if p.stem.startswith("scifact-")]
     varying = {"loss", "group_size", "bce_balanced"}
     for key in configs[0]:
         if key not in varying:

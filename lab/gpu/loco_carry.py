@@ -1,0 +1,103 @@
+"""Lay out the folder `loco_gpu` reads on the GPU machine (which has no OpenSearch and no network).
+
+Made here: the training mixture (`es-rerank mix`), each evaluation set's BM25 top-100
+(`es-rerank fusion-candidates`), its qrels, and a float16 copy of the base model (a device call
+carries at most 64 MiB, the repository included). Everything but the model goes into one
+`data.tar.xz` of plain (not gzipped) files: xz over the whole tar is a third smaller than the
+gzipped files, as SQuAD paragraphs recur across the mixture and the candidates.
+`--evaluations` picks the evaluation sets; `--max-queries` keeps the first N queries of each,
+for a quick check on a CPU.
+
+Usage::
+
+    python -m lab.gpu.loco_carry --mix artifacts/loco/mix-scifact-squad --candidates artifacts/loco/cands \\
+        --data ../shared/data --base MODEL_DIR --out artifacts/loco-carry
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from es_rerank.errors import DatasetError
+
+# evaluation set -> (collection folder, qrels split); the candidates are CANDIDATES/{folder}-{split}.jsonl.gz
+EVALUATIONS = {"scifact-test": ("scifact", "test"), "squad-dev": ("squad-v1.1", "dev"),
+               "cranfield-test": ("cranfield", "test"), "med-test": ("med", "test"), "adi-test": ("adi", "test"),
+               "time-test": ("time", "test"), "lisa-test": ("lisa", "test")}
+LIMIT_MIB = 62  # of the 64 MiB a call may carry, the repository itself takes the rest
+
+
+def make_carry(mix: Path, candidates: Path, data: Path, base: Path, out: Path, evaluations: list[str],
+               max_queries: int | None = None) -> float:
+    """Write `out/base` and `out/data.tar.xz`; returns the size in MiB, refusing more than `LIMIT_MIB`."""
+    import tarfile
+    import tempfile
+
+    from es_rerank.data.candidates import CandidateSet, read_candidates, write_candidates
+    from es_rerank.data.textfiles import read_bytes
+    from lab.gpu.half_copy import half_copy
+
+    if out.exists():
+        raise DatasetError(f"{out} exists", hint="remove it or pass a new --out")
+    unknown = sorted(set(evaluations) - set(EVALUATIONS))
+    if unknown:
+        raise DatasetError(f"unknown evaluation sets {unknown}", hint=f"choose from {', '.join(EVALUATIONS)}")
+    staging = Path(tempfile.mkdtemp(prefix="loco-carry-"))
+    (staging / "qrels").mkdir()
+    (staging / "cands").mkdir()
+    (staging / "mix").mkdir()
+    for item in mix.rglob("*"):
+        if item.is_file():
+            target = staging / "mix" / item.relative_to(mix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.with_name(item.name.removesuffix(".gz")).write_bytes(read_bytes(item))
+    for name in evaluations:
+        folder, split = EVALUATIONS[name]
+        source = candidates / f"{folder}-{split}.jsonl.gz"
+        if not source.is_file():
+            raise DatasetError(f"no candidates at {source}",
+                               hint=f"make them with es-rerank fusion-candidates DATA/{folder} --split {split}")
+        target = staging / "cands" / f"{name}.jsonl"
+        if max_queries is None:
+            target.write_bytes(read_bytes(source))
+        else:
+            full = read_candidates(source)
+            kept = full.queries[:max_queries]
+            docs = {d: full.docs[d] for q in kept for d in q.doc_ids}
+            write_candidates(CandidateSet(full.meta, docs, kept), target)
+        shutil.copy2(data / folder / "qrels" / f"{split}.tsv", staging / "qrels" / f"{name}.tsv")
+    out.mkdir(parents=True)
+    with tarfile.open(out / "data.tar.xz", "w:xz", preset=9) as tar:
+        for item in sorted(staging.rglob("*")):
+            if item.is_file():
+                tar.add(item, arcname=str(item.relative_to(staging)))
+    shutil.rmtree(staging)
+    half_copy(base, out / "base")
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    if size > LIMIT_MIB:
+        raise DatasetError(f"{out} holds {size:.1f} MiB, over the {LIMIT_MIB} MiB a device call can carry",
+                           hint="mine fewer SQuAD questions (--max-queries) or mix with a smaller --neg-depth")
+    return size
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mix", type=Path, required=True, help="folder written by es-rerank mix (scifact + squad)")
+    parser.add_argument("--candidates", type=Path, required=True, help="folder of FOLDER-SPLIT.jsonl.gz candidates")
+    parser.add_argument("--data", type=Path, required=True, help="folder holding the BEIR collections")
+    parser.add_argument("--base", type=Path, required=True, help="the base model directory")
+    parser.add_argument("--out", type=Path, required=True, help="carry folder to write")
+    parser.add_argument("--evaluations", default=",".join(EVALUATIONS), help="comma-separated evaluation sets")
+    parser.add_argument("--max-queries", type=int, default=None, help="keep this many queries per evaluation set")
+    args = parser.parse_args(argv)
+    size = make_carry(args.mix, args.candidates, args.data, args.base, args.out,
+                      [e.strip() for e in args.evaluations.split(",") if e.strip()], args.max_queries)
+    print(f"{args.out}: {size:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

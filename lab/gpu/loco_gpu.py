@@ -1,0 +1,313 @@
+"""The leave-one-collection-out experiment of issue 17 on one GPU machine (no OpenSearch, no network).
+
+Trainings (`recipes/general-minilm-l6-lce-g16.yaml`, the recipe `scripts/train-general` runs),
+seeds as the outer loop so a cut-short call still has each training once:
+
+- `mix`: SciFact train + SQuAD train (the general model a user gets);
+- `squad-only`: without SciFact, so SciFact test measures a collection the model never saw;
+- `scifact-only`: without SQuAD, likewise for the SQuAD dev questions.
+
+Every trained model reranks the BM25 top-100 of every evaluation set; the final checkpoint is
+kept (fixed selection, no test or dev figure chooses anything). The dense column (the base
+all-MiniLM-L6-v2 as a bi-encoder, mean-pooled and normalised as sentence-transformers does) is
+computed here once per set, in float16. Systems (`training.evaluate`): bm25, dense, `adapted` (the
+cross-encoder alone), `adapted_fused_dense` (the served system: z-scores of it, BM25 and dense,
+1/3 each), `bm25_dense_fused` (the min-max fusion recipe) and `bm25_dense_zscore` (equal z-score
+weights); the reference a served model must beat is the better of the last two.
+
+The carry folder (made by `python -m lab.gpu.loco_carry`, `data.tar.xz` unpacked beside `base/` by
+`scripts/gpu/loco`): `base/` (float16 all-MiniLM-L6-v2), `mix/` (`es-rerank mix` of SciFact and
+SQuAD, or of one of them), `cands/NAME.jsonl` (`es-rerank fusion-candidates`, BM25 top-100) and
+`qrels/NAME.tsv`. The evaluation sets are the candidates files present.
+
+Written to `--out`: `loco_results.json` (every run and figure, rewritten after each run) and
+`loco_summary.md`. `--runs` limits the call to some trainings, e.g. `--runs mix:1,mix:2`, so a
+second call can finish what a first one's time budget left.
+
+Usage: `python -m lab.gpu.loco_gpu --carry artifacts/loco-carry --out $OUT --recipe recipes/general-minilm-l6-lce-g16.yaml`
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+TRAININGS = {"mix": ("scifact", "squad"), "squad-only": ("squad",), "scifact-only": ("scifact",)}
+# candidates stem -> the collection it belongs to
+EVALUATIONS = {"scifact-test": "scifact", "squad-dev": "squad", "cranfield-test": "cranfield",
+               "med-test": "med", "adi-test": "adi", "time-test": "time", "lisa-test": "lisa"}
+SEEDS = (0, 1, 2)
+SERVED = "adapted_fused_dense"
+REFERENCES = ("bm25_dense_fused", "bm25_dense_zscore")
+EVAL_BATCH = 256
+
+
+class TorchDenseScorer:
+    """Cosines of the base bi-encoder, on the GPU, with the export's module (`export.bi_encoder`)."""
+
+    def __init__(self, base: Path, device) -> None:
+        import torch
+        from transformers import AutoTokenizer
+
+        from es_rerank.export.bi_encoder import build_module, read_settings
+
+        self.settings = read_settings(base)
+        self.module = build_module(self.settings).to(device)
+        if device.type == "cuda":
+            self.module = self.module.half()
+        self.tokenizer = AutoTokenizer.from_pretrained(str(base))
+        self.device = device
+        self.torch = torch
+
+    def embed(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        prepared = sorted({self._prepare(t) for t in texts}, key=len)
+        vectors: dict[str, np.ndarray] = {}
+        with self.torch.inference_mode():
+            for start in range(0, len(prepared), EVAL_BATCH):
+                batch = prepared[start:start + EVAL_BATCH]
+                encoded = self.tokenizer(batch, padding=True, truncation=True, max_length=self.settings.max_length,
+                                         return_tensors="pt").to(self.device)
+                out = self.module(encoded["input_ids"], encoded["attention_mask"], encoded.get("token_type_ids"))
+                for text, row in zip(batch, out.float().cpu().numpy()):
+                    vectors[text] = row
+        return vectors
+
+    def score_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
+        vectors = self.embed([*queries, *documents])
+        return np.array([float(vectors[self._prepare(q)] @ vectors[self._prepare(d)])
+                         for q, d in zip(queries, documents)], dtype=np.float32)
+
+    def _prepare(self, text: str) -> str:
+        text = text.strip()
+        return text.lower() if self.settings.lowercase else text
+
+
+def add_dense(carry: Path, work: Path, device) -> dict[str, Path]:
+    """Each evaluation set with its dense column, written once to `work`."""
+    from es_rerank.data.candidates import read_candidates, write_candidates
+    from es_rerank.evaluation.fusion_fit import score_candidates
+
+    scorer = TorchDenseScorer(carry / "base", device)
+    scored = {}
+    for name in (n for n in EVALUATIONS if (carry / "cands" / f"{n}.jsonl").is_file()):
+        cands = read_candidates(carry / "cands" / f"{name}.jsonl")
+        score_candidates(cands, "dense", scorer, "all-MiniLM-L6-v2 (torch fp16)", chunk_queries=100_000)
+        scored[name] = work / f"{name}.scored.jsonl.gz"
+        write_candidates(cands, scored[name])
+    del scorer
+    return scored
+
+
+def groups_of(mix: Path, collections: Sequence[str], work: Path) -> Path:
+    """The mixture's groups of `collections` only (ids are `name:id`), as a file in `work`."""
+    from es_rerank.data.textfiles import open_text
+
+    if set(collections) == {s["name"] for s in json.loads((mix / "MIXTURE.json").read_text())["sources"]}:
+        return mix / "groups.jsonl"  # the mixture's own file, whose sha256 the provenance then names
+    path = work / f"groups-{'+'.join(collections)}.jsonl.gz"
+    if not path.is_file():
+        prefixes = tuple(f"{c}:" for c in collections)
+        with open_text(mix / "groups.jsonl") as source, open_text(path, "w") as out:
+            for line in source:
+                if json.loads(line)["qid"].startswith(prefixes):
+                    out.write(line)
+    with open_text(path) as written:
+        if not any(line.strip() for line in written):
+            path.unlink()
+            raise SystemExit(f"the carried mixture has no groups of {', '.join(collections)}: "
+                             "make the carry from a mixture that holds them (es-rerank mix)")
+    return path
+
+
+def train_one(carry: Path, recipe: Path, training: str, seed: int, work: Path) -> tuple[Path, dict]:
+    from es_rerank.training.config import build_config, read_recipe
+    from es_rerank.training.supervised import TrainInputs, train
+
+    config = build_config({**read_recipe(recipe), "base_model": str(carry / "base"), "seed": seed})
+    groups = groups_of(carry / "mix", TRAININGS[training], work)
+    run_dir = work / f"{training}-s{seed}"
+    log = train(config, TrainInputs(groups, carry / "mix", carry / "mix"), run_dir, show_progress=False,
+                write_state=False)
+    return run_dir, log
+
+
+def measure(checkpoint: Path, scored: dict[str, Path], carry: Path, max_length: int, query_max_length: int,
+            label: str) -> dict[str, dict[str, float]]:
+    """Every system's nDCG@10 on every evaluation set, with `checkpoint` as the cross-encoder."""
+    import torch
+
+    from es_rerank.data.beir import read_qrels
+    from es_rerank.data.candidates import read_candidates
+    from es_rerank.evaluation.fusion_fit import score_candidates
+    from es_rerank.scoring.fusion import FusionWeights
+    from es_rerank.training.evaluate import FUSED_SYSTEMS, system_figures
+    from es_rerank.training.model import load_cross_encoder, make_scorer, scoring_mode
+
+    fused = {**FUSED_SYSTEMS, "bm25_dense_zscore": FusionWeights(ce=0.0, bm25=0.5, dense=0.5, norm="zscore")}
+    model, tokenizer = load_cross_encoder(str(checkpoint))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    scorer = make_scorer(model, tokenizer, max_length, query_max_length, device, EVAL_BATCH)
+    figures = {}
+    with scoring_mode(model, device, torch.float16 if device.type == "cuda" else None):
+        for name, path in scored.items():
+            cands = read_candidates(path)
+            score_candidates(cands, "ce", scorer, label)
+            figures[name] = system_figures(cands, read_qrels(carry / "qrels" / f"{name}.tsv"), fused)
+    del model
+    return figures
+
+
+def loco_table(runs: list[dict]) -> dict[str, Any]:
+    """Per collection: the figures (mean, sd over seeds) of the widest training that left it out.
+
+    Example:
+        >>> r = [{"training": "mix", "seed": s, "figures": {"med-test": {"bm25": 0.5, "adapted": 0.4 + s / 10,
+        ...       "adapted_fused_dense": 0.6, "bm25_dense_fused": 0.55, "bm25_dense_zscore": 0.5}}} for s in (0, 1)]
+        >>> t = loco_table(r)["med-test"]
+        >>> t["training"], round(t["ce_minus_bm25"]["mean"], 3), round(t["served_minus_bm25_dense"]["mean"], 3)
+        ('mix', -0.05, 0.05)
+    """
+    table: dict[str, Any] = {}
+    for name, collection in EVALUATIONS.items():
+        eligible = [t for t, sources in TRAININGS.items() if collection not in sources]
+        for training in sorted(eligible, key=lambda t: -len(TRAININGS[t])):
+            figures = [r["figures"][name] for r in runs if r["training"] == training and name in r["figures"]]
+            if not figures:
+                continue
+            row: dict[str, Any] = {"training": training, "seeds": len(figures)}
+            for system in figures[0]:
+                row[system] = _mean_sd([f[system] for f in figures])
+            row["ce_minus_bm25"] = _mean_sd([f["adapted"] - f["bm25"] for f in figures])
+            row["served_minus_bm25_dense"] = _mean_sd([f[SERVED] - max(f[r] for r in REFERENCES) for f in figures])
+            table[name] = row
+            break
+    return table
+
+
+def headline(runs: list[dict], table: dict[str, Any]) -> dict[str, Any]:
+    """The three figures issue 17 asks for, each a mean and sd over seeds."""
+    seeds = sorted({r["seed"] for r in runs})
+    per_seed_min, per_seed_mean = [], []
+    for seed in seeds:  # over the collections, within one seed; then mean and sd over seeds
+        ce, served = [], []
+        for name, row in table.items():
+            fig = next((r["figures"][name] for r in runs if r["training"] == row["training"] and r["seed"] == seed
+                        and name in r["figures"]), None)
+            if fig is not None:
+                ce.append(fig["adapted"] - fig["bm25"])
+                served.append(fig[SERVED] - max(fig[r] for r in REFERENCES))
+        if len(ce) == len(table):
+            per_seed_min.append(min(ce))
+            per_seed_mean.append(sum(served) / len(served))
+    scifact = [r["figures"]["scifact-test"][SERVED] for r in runs if r["training"] == "mix"]
+    return {"quality.loco.ce_minus_bm25.min": _mean_sd(per_seed_min),
+            "quality.loco.served_minus_bm25_dense.mean": _mean_sd(per_seed_mean),
+            "quality.scifact_test.served.ndcg10": _mean_sd(scifact)}
+
+
+def render_summary(results: dict[str, Any]) -> str:
+    lines = [f"# leave-one-collection-out ({results['hardware']}, {results['date']})", "",
+             f"recipe `{results['recipe']}`, seeds {results['seeds_done']}", "",
+             "| eval set | trained on | BM25 | bi-encoder | BM25+bi z | BM25+bi minmax | CE alone | served | "
+             "CE - BM25 | served - best BM25+bi |", "|---" * 10 + "|"]
+    for name, row in results["loco"].items():
+        cells = [f"{row[s]['mean']:.4f} ± {row[s]['sd']:.4f}" for s in
+                 ("bm25", "dense", "bm25_dense_zscore", "bm25_dense_fused", "adapted", SERVED,
+                  "ce_minus_bm25", "served_minus_bm25_dense")]
+        lines.append(f"| {name} | {row['training']} ({row['seeds']} seeds) | " + " | ".join(cells) + " |")
+    lines += ["", "| figure | mean | sd | seeds |", "|---|---|---|---|"]
+    for key, value in results["headline"].items():
+        lines.append(f"| `{key}` | {value['mean']:.4f} | {value['sd']:.4f} | {value['n']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import tempfile
+
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--carry", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--recipe", type=Path, required=True, help="the training recipe every run uses")
+    parser.add_argument("--runs", default=None, help="TRAINING:SEED pairs to run, comma-separated (default: all)")
+    parser.add_argument("--previous", type=Path, default=None, help="an earlier call's loco_results.json to extend")
+    parser.add_argument("--max-minutes", type=float, default=8.0, help="start no training after this many minutes")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="loco-"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    order = [(t, s) for s in SEEDS for t in TRAININGS]
+    if args.runs:
+        wanted = [tuple(item.split(":")) for item in args.runs.split(",")]
+        order = [(t, int(s)) for t, s in wanted]
+    previous = json.loads(args.previous.read_text()) if args.previous else {"runs": []}
+    results: dict[str, Any] = {"hardware": _hardware(), "date": date.today().isoformat(), "recipe": args.recipe.name,
+                               "runs": previous["runs"], "skipped": []}
+    scored = add_dense(args.carry, work, device)
+    print(f"[{(time.monotonic() - started) / 60:.1f} min] dense columns done", flush=True)
+    recipe = _read_yaml(args.recipe)
+    for training, seed in order:
+        if (time.monotonic() - started) / 60 > args.max_minutes:
+            results["skipped"].append(f"{training}:{seed}")
+            continue
+        print(f"[{(time.monotonic() - started) / 60:.1f} min] training {training} seed {seed}", flush=True)
+        checkpoint, log = train_one(args.carry, args.recipe, training, seed, work)
+        figures = measure(checkpoint, scored, args.carry, recipe["max_length"], recipe["query_max_length"],
+                          f"{training} seed {seed}")
+        results["runs"].append({"training": training, "seed": seed, "figures": figures,
+                                "train_seconds": log.get("train_seconds"), "pairs_per_s": log.get("pairs_per_s"),
+                                "steps": log.get("steps_done"), "provenance": log.get("provenance")})
+        print("  " + ", ".join(f"{n} {f['adapted']:.3f}/{f[SERVED]:.3f}" for n, f in figures.items()), flush=True)
+        _finish(results, args.out)
+        gc.collect()
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    _finish(results, args.out)
+    print(render_summary(results), flush=True)
+    return 0
+
+
+def _finish(results: dict[str, Any], out: Path) -> None:
+    results["loco"] = loco_table(results["runs"])
+    results["headline"] = headline(results["runs"], results["loco"])
+    results["seeds_done"] = sorted({r["seed"] for r in results["runs"]})
+    (out / "loco_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "loco_summary.md").write_text(render_summary(results))
+
+
+def _mean_sd(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"mean": float("nan"), "sd": float("nan"), "n": 0}
+    return {"mean": sum(values) / len(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _hardware() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    return f"cpu, torch {torch.__version__}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
