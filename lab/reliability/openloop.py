@@ -151,7 +151,30 @@ def classify_client_error(exc: BaseException) -> str:
     code = getattr(exc, "errno", None)
     if isinstance(exc, (aiohttp.ClientOSError, ConnectionError)) and code in (errno.ECONNRESET, errno.EPIPE):
         return "reset" if code == errno.ECONNRESET else "broken_pipe"
+    if isinstance(exc, aiohttp.ClientOSError) and code is None and _caused_by_reset(exc):
+        # aiohttp wraps "Cannot write to closing transport" (no errno) when the server closed the
+        # pooled connection before the request was written: the same event as a reset.
+        return "reset"
     return type(exc).__name__ + (f"_{errno.errorcode.get(code, code)}" if code else "")
+
+
+def _caused_by_reset(exc: BaseException) -> bool:
+    """Whether a ConnectionResetError is in the exception's cause chain.
+
+    Example:
+        >>> wrapped = aiohttp.ClientOSError(None, "Can not write request body")
+        >>> wrapped.__cause__ = ConnectionResetError("Cannot write to closing transport")
+        >>> _caused_by_reset(wrapped), classify_client_error(wrapped)
+        (True, 'reset')
+        >>> classify_client_error(aiohttp.ClientOSError(None, "something else"))
+        'ClientOSError'
+    """
+    seen = exc.__cause__
+    while seen is not None:
+        if isinstance(seen, ConnectionResetError):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _digest(item: LoadItem, record: Record, body: bytes) -> None:
