@@ -91,6 +91,8 @@ def test_sigterm_drains_the_workers_and_the_search_in_flight_is_still_reranked(o
                        stderr_lines=lines) as url:
         [model_pid] = pids(lines, r"model server up \(pid (\d+)\)")
         supervisor = parent_of(model_pid)
+        # served_export saw one worker ready; the other must finish its warm-up before the model server stops
+        wait_until(lambda: metric(url, "es_rerank_ready") == 2, "both workers to be ready")
         os.kill(model_pid, signal.SIGSTOP)  # the search below waits for its scores until SIGCONT
         answer: dict = {}
         searching = threading.Thread(target=lambda: answer.update(response=search(url, scifact_index)))
@@ -100,7 +102,7 @@ def test_sigterm_drains_the_workers_and_the_search_in_flight_is_still_reranked(o
             os.kill(supervisor, signal.SIGTERM)
             ready = wait_until(lambda: [r for r in [requests.get(url + "/_rerank/ready", timeout=5)]
                                         if r.status_code == 503], "readiness to turn false after SIGTERM")[0]
-            assert "draining after SIGTERM" in ready.json()["reasons"]
+            assert ready.json()["reasons"] == ["draining after SIGTERM"]
             wait_until(lambda: refused(url), "both workers to close the port after the drain delay")
             assert searching.is_alive() and not zombie(model_pid)  # nothing stopped the model server early
         finally:
