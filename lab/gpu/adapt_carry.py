@@ -23,12 +23,12 @@ from es_rerank.errors import DatasetError
 CANDIDATES = ("scifact-dev", "scifact-test", "cranfield-test")
 QRELS = {"scifact-train": ("scifact", "train"), "scifact-test": ("scifact", "test"),
          "cranfield-test": ("cranfield", "test")}
-LIMIT_MIB = 62  # of the 64 MiB a call may carry, the repository itself takes the rest
 
 
 def make_carry(scifact_groups: Path, cranfield_groups: Path, candidates: Path, data: Path, base: Path,
                out: Path) -> float:
-    """Copy everything into `out`; returns its size in MiB, refusing more than `LIMIT_MIB`."""
+    """Copy everything into `out`; returns its size in MiB, refusing more than a device call carries."""
+    from lab.gpu.carry_limit import checked_carry_size
     from lab.gpu.half_copy import half_copy
 
     out.mkdir(parents=True, exist_ok=True)
@@ -44,11 +44,7 @@ def make_carry(scifact_groups: Path, cranfield_groups: Path, candidates: Path, d
     for name, (collection, split) in QRELS.items():
         shutil.copy2(data / collection / "qrels" / f"{split}.tsv", out / "qrels" / f"{name}.tsv")
     half_copy(base, out / "base")
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
-    if size > LIMIT_MIB:
-        raise DatasetError(f"{out} holds {size:.1f} MiB, over the {LIMIT_MIB} MiB a device call can carry",
-                           hint="prepare fewer pseudo-queries (--max-queries) or a shallower --depth")
-    return size
+    return checked_carry_size(out, hint="prepare fewer pseudo-queries (--max-queries) or a shallower --depth")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,17 +27,15 @@ from es_rerank.errors import DatasetError
 EVALUATIONS = {"scifact-test": ("scifact", "test"), "squad-dev": ("squad-v1.1", "dev"),
                "cranfield-test": ("cranfield", "test"), "med-test": ("med", "test"), "adi-test": ("adi", "test"),
                "time-test": ("time", "test"), "lisa-test": ("lisa", "test")}
-LIMIT_MIB = 62  # of the 64 MiB a call may carry, the repository itself takes the rest
 
 
 def make_carry(mix: Path, candidates: Path, data: Path, base: Path, out: Path, evaluations: list[str],
                max_queries: int | None = None) -> float:
-    """Write `out/base` and `out/data.tar.xz`; returns the size in MiB, refusing more than `LIMIT_MIB`."""
+    """Write `out/base` and `out/data.tar.xz`; returns the size in MiB, refusing more than a device call carries."""
     import tarfile
     import tempfile
 
-    from es_rerank.data.candidates import CandidateSet, read_candidates, write_candidates
-    from es_rerank.data.textfiles import read_bytes
+    from lab.gpu.carry_limit import checked_carry_size
     from lab.gpu.half_copy import half_copy
 
     if out.exists():
@@ -45,7 +43,28 @@ def make_carry(mix: Path, candidates: Path, data: Path, base: Path, out: Path, e
     unknown = sorted(set(evaluations) - set(EVALUATIONS))
     if unknown:
         raise DatasetError(f"unknown evaluation sets {unknown}", hint=f"choose from {', '.join(EVALUATIONS)}")
-    staging = Path(tempfile.mkdtemp(prefix="loco-carry-"))
+    for name in evaluations:  # every input is checked before anything is written
+        folder, split = EVALUATIONS[name]
+        if not (candidates / f"{folder}-{split}.jsonl.gz").is_file():
+            raise DatasetError(f"no candidates at {candidates / f'{folder}-{split}.jsonl.gz'}",
+                               hint=f"make them with es-rerank fusion-candidates DATA/{folder} --split {split}")
+    with tempfile.TemporaryDirectory(prefix="loco-carry-") as staging_dir:
+        _stage(mix, candidates, data, evaluations, max_queries, Path(staging_dir))
+        out.mkdir(parents=True)
+        with tarfile.open(out / "data.tar.xz", "w:xz", preset=9) as tar:
+            for item in sorted(Path(staging_dir).rglob("*")):
+                if item.is_file():
+                    tar.add(item, arcname=str(item.relative_to(staging_dir)))
+    half_copy(base, out / "base")
+    return checked_carry_size(out, hint="mine fewer SQuAD questions (--max-queries) or mix with a smaller --neg-depth")
+
+
+def _stage(mix: Path, candidates: Path, data: Path, evaluations: list[str], max_queries: int | None,
+           staging: Path) -> None:
+    """The plain files of data.tar.xz: mix/, cands/NAME.jsonl and qrels/NAME.tsv."""
+    from es_rerank.data.candidates import CandidateSet, read_candidates, write_candidates
+    from es_rerank.data.textfiles import read_bytes
+
     (staging / "qrels").mkdir()
     (staging / "cands").mkdir()
     (staging / "mix").mkdir()
@@ -57,9 +76,6 @@ def make_carry(mix: Path, candidates: Path, data: Path, base: Path, out: Path, e
     for name in evaluations:
         folder, split = EVALUATIONS[name]
         source = candidates / f"{folder}-{split}.jsonl.gz"
-        if not source.is_file():
-            raise DatasetError(f"no candidates at {source}",
-                               hint=f"make them with es-rerank fusion-candidates DATA/{folder} --split {split}")
         target = staging / "cands" / f"{name}.jsonl"
         if max_queries is None:
             target.write_bytes(read_bytes(source))
@@ -69,18 +85,6 @@ def make_carry(mix: Path, candidates: Path, data: Path, base: Path, out: Path, e
             docs = {d: full.docs[d] for q in kept for d in q.doc_ids}
             write_candidates(CandidateSet(full.meta, docs, kept), target)
         shutil.copy2(data / folder / "qrels" / f"{split}.tsv", staging / "qrels" / f"{name}.tsv")
-    out.mkdir(parents=True)
-    with tarfile.open(out / "data.tar.xz", "w:xz", preset=9) as tar:
-        for item in sorted(staging.rglob("*")):
-            if item.is_file():
-                tar.add(item, arcname=str(item.relative_to(staging)))
-    shutil.rmtree(staging)
-    half_copy(base, out / "base")
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
-    if size > LIMIT_MIB:
-        raise DatasetError(f"{out} holds {size:.1f} MiB, over the {LIMIT_MIB} MiB a device call can carry",
-                           hint="mine fewer SQuAD questions (--max-queries) or mix with a smaller --neg-depth")
-    return size
 
 
 def main(argv: list[str] | None = None) -> int:
