@@ -44,9 +44,10 @@ def make_carry(mix: Path, candidates: Path, data: Path, base: Path, out: Path, e
     if unknown:
         raise DatasetError(f"unknown evaluation sets {unknown}", hint=f"choose from {', '.join(EVALUATIONS)}")
     for name in evaluations:  # every input is checked before anything is written
-        folder, split = EVALUATIONS[name]
-        if not (candidates / f"{folder}-{split}.jsonl.gz").is_file():
-            raise DatasetError(f"no candidates at {candidates / f'{folder}-{split}.jsonl.gz'}",
+        source = candidates_file(candidates, name)
+        if not source.is_file():
+            folder, split = EVALUATIONS[name]
+            raise DatasetError(f"no candidates at {source}",
                                hint=f"make them with es-rerank fusion-candidates DATA/{folder} --split {split}")
     with tempfile.TemporaryDirectory(prefix="loco-carry-") as staging_dir:
         _stage(mix, candidates, data, evaluations, max_queries, Path(staging_dir))
@@ -57,6 +58,17 @@ def make_carry(mix: Path, candidates: Path, data: Path, base: Path, out: Path, e
                     tar.add(item, arcname=str(item.relative_to(staging_dir)))
     half_copy(base, out / "base")
     return checked_carry_size(out, hint="mine fewer SQuAD questions (--max-queries) or mix with a smaller --neg-depth")
+
+
+def candidates_file(candidates: Path, name: str) -> Path:
+    """Where `es-rerank fusion-candidates` output for an evaluation set is expected.
+
+    Example:
+        >>> candidates_file(Path("cands"), "squad-dev").as_posix()
+        'cands/squad-v1.1-dev.jsonl.gz'
+    """
+    folder, split = EVALUATIONS[name]
+    return candidates / f"{folder}-{split}.jsonl.gz"
 
 
 def _stage(mix: Path, candidates: Path, data: Path, evaluations: list[str], max_queries: int | None,
@@ -75,7 +87,7 @@ def _stage(mix: Path, candidates: Path, data: Path, evaluations: list[str], max_
             target.with_name(item.name.removesuffix(".gz")).write_bytes(read_bytes(item))
     for name in evaluations:
         folder, split = EVALUATIONS[name]
-        source = candidates / f"{folder}-{split}.jsonl.gz"
+        source = candidates_file(candidates, name)
         target = staging / "cands" / f"{name}.jsonl"
         if max_queries is None:
             target.write_bytes(read_bytes(source))
