@@ -45,6 +45,8 @@ class ExportSettings:
     batch_size: int = 32
     force: bool = False
     overwrite: bool = False
+    # Run the last layer's row-wise work for the head's token only (export/first_token.py).
+    first_token_last_layer: bool = True
 
 
 def export_checkpoint(settings: ExportSettings, thresholds: Mapping[str, ParityThreshold] = PARITY_THRESHOLDS,
@@ -85,13 +87,14 @@ def export_checkpoint(settings: ExportSettings, thresholds: Mapping[str, ParityT
                              hint="use a checkpoint with a fast (Rust) tokenizer")
         example = _example_batch(work / "tokenizer.json", max_length, settings.query_max_length,
                                  _pad_id(tokenizer, config), pairs)
-        input_names, variants = _build_graphs(model, config, example.arrays(input_names), work, fp16, settings,
-                                              device, log)
+        input_names, variants, sliced = _build_graphs(model, config, example.arrays(input_names), work, fp16,
+                                                      settings, device, log)
         meta = ExportMeta(
             source_checkpoint=_source_name(settings.checkpoint), max_length=max_length,
             query_max_length=settings.query_max_length, input_names=tuple(input_names), output_name="logits",
             output_activation="identity", pad_token_id=_pad_id(tokenizer, config), tokenizer_file="tokenizer.json",
-            variants=variants, details=_details(model, config, device, settings.checkpoint))
+            variants=variants, details={**_details(model, config, device, settings.checkpoint),
+                                        "last_layer_nodes_on_first_token": sliced})
         write_meta(work, meta)
         meta = _check_parity(work, meta, model, pairs, source, device, settings.batch_size, thresholds, log)
         write_meta(work, meta)
@@ -135,9 +138,10 @@ def resolve_export_device(device: str) -> str:
 
 
 def _build_graphs(model, config, example, work: Path, fp16: bool, settings: ExportSettings, device: str,
-                  log) -> tuple[list[str], dict[str, ModelVariant]]:
-    """Trace, fuse and write each variant; returns the inputs the graphs take and the variants."""
-    from es_rerank.export import onnx_graph
+                  log) -> tuple[list[str], dict[str, ModelVariant], int]:
+    """Trace, fuse and write each variant; returns the inputs the graphs take, the variants, and how
+    many last-layer nodes run on the head's token alone (0: the last layer is whole)."""
+    from es_rerank.export import first_token, onnx_graph
 
     started = time.perf_counter()
     input_names = onnx_graph.trace(model, work / "raw.onnx", example)
@@ -163,6 +167,10 @@ def _build_graphs(model, config, example, work: Path, fp16: bool, settings: Expo
                                            "or pass --force to write it anyway")
         else:
             log(f"warning: {message}")
+    sliced = 0
+    if settings.first_token_last_layer:
+        sliced, note = first_token.slice_checked(fused.model, {name: example[name] for name in input_names})
+        log(note)
     onnx_graph.save(fused, work / VARIANT_FILES["fp32"], VARIANT_DTYPES["fp32"])
     variants = {"fp32": ModelVariant("fp32", VARIANT_FILES["fp32"], VARIANT_DTYPES["fp32"], counts)}
     if fp16:
@@ -174,7 +182,7 @@ def _build_graphs(model, config, example, work: Path, fp16: bool, settings: Expo
         int8_counts = onnx_graph.quantize_int8(work / VARIANT_FILES["fp32"], work / VARIANT_FILES["int8"])
         variants["int8"] = ModelVariant("int8", VARIANT_FILES["int8"], VARIANT_DTYPES["int8"], int8_counts)
     log(f"wrote {', '.join(v.file for v in variants.values())} in {time.perf_counter() - started:.1f} s")
-    return input_names, variants
+    return input_names, variants, sliced
 
 
 def _example_batch(tokenizer_file: Path, max_length: int, query_max_length: int, pad_id: int, pairs):

@@ -27,10 +27,13 @@ from es_rerank.cli.options import opensearch_url, option
 @option("--batch-size", type=click.IntRange(1), default=32, help="Pairs per batch in the parity check.")
 @option("--force", is_flag=True, help="Write even if parity misses its threshold or attention was not fused.")
 @option("--overwrite", is_flag=True, help="Replace a non-empty OUTDIR (only once the new export has passed parity).")
+@option("--full-last-layer", is_flag=True,
+        help="Keep the last layer's feed-forward for every token (by default it runs for [CLS] alone, which the "
+             "head reads: the same scores, less work); for comparing speed.")
 @opensearch_url
 def export_command(checkpoint: str, outdir: Path, device: str, fp16: bool | None, int8: bool, max_length: int | None,
                    query_max_length: int, parity_data: Path | None, parity_index: str | None, parity_queries: int,
-                   parity_candidates: int, batch_size: int, force: bool, overwrite: bool,
+                   parity_candidates: int, batch_size: int, force: bool, overwrite: bool, full_last_layer: bool,
                    opensearch_url: str | None) -> None:
     """Export CHECKPOINT (a local Hugging Face directory or hub id of a one-logit
     sequence-classification model) to OUTDIR: fused ONNX model(s), tokenizer and meta.json.
@@ -47,7 +50,7 @@ def export_command(checkpoint: str, outdir: Path, device: str, fp16: bool | None
     settings = ExportSettings(
         checkpoint=checkpoint, out_dir=outdir, device=device, fp16=fp16, int8=int8, max_length=max_length,
         query_max_length=query_max_length, batch_size=batch_size, force=force, overwrite=overwrite,
-        parity=ParitySource(data=parity_data, index=parity_index, opensearch_url=opensearch_url,
+        first_token_last_layer=not full_last_layer, parity=ParitySource(data=parity_data, index=parity_index, opensearch_url=opensearch_url,
                             queries=parity_queries, candidates=parity_candidates))
     meta = export_checkpoint(settings, log=lambda message: click.echo(message, err=True))
     click.echo(summary_table(outdir, meta))

@@ -8,8 +8,9 @@ A groups file has one JSON object per training query::
 
     {"qid": "0", "pos": ["31715818"], "neg": ["4983", "5836", ...]}
 
-`neg` is in BM25 rank order with every judged positive removed. A run file is TREC format
-(`qid Q0 docid rank score tag`), gzipped when its name ends in `.gz`.
+`neg` is in BM25 rank order with every judged positive removed; equal scores are ordered by
+document id (`score_then_id`), so a fresh index of the same corpus gives the same file. A run
+file is TREC format (`qid Q0 docid rank score tag`), gzipped when its name ends in `.gz`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from es_rerank.types import Hit
 Progress = Callable[[Iterable, int], Iterable]
 SAMPLE_SALT = "es-rerank-mine"  # the default salt of `--max-queries` samples
 Run = dict[str, list[Hit]]
+# Extra hits fetched past `--depth`, so a tie that straddles the cut is settled by id, not by the
+# engine's internal document order (which depends on how the index was bulk-loaded).
+TIE_MARGIN = 20
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ def mine_groups(client, index: str, queries: Mapping[str, str], qrels: Qrels, de
             if not present:
                 report.no_positive_in_corpus.append(qid)
                 continue
-            hits = _search(client, index, queries[qid], depth, fields)
+            hits = score_then_id(_search(client, index, queries[qid], depth + TIE_MARGIN, fields))[:depth]
             group = Group(qid, present, tuple(h.doc_id for h in hits if h.doc_id not in positives))
             if not group.negatives:
                 report.no_negatives.append(qid)
@@ -248,6 +252,16 @@ def read_run(path: Path) -> Run:
             rows.setdefault(cells[0], []).append((rank, -score, line_no, cells[2]))
     return {qid: [Hit(doc_id, -neg_score) for _, neg_score, _, doc_id in sorted(entries)]
             for qid, entries in rows.items()}
+
+
+def score_then_id(hits: Sequence[Hit]) -> list[Hit]:
+    """`hits` by descending score, equal scores by ascending document id.
+
+    Example:
+        >>> [h.doc_id for h in score_then_id([Hit("b", 1.0), Hit("c", 2.0), Hit("a", 1.0)])]
+        ['c', 'a', 'b']
+    """
+    return sorted(hits, key=lambda hit: (-hit.score, hit.doc_id))
 
 
 def _search(client, index: str, text: str, depth: int, fields: Sequence[str]) -> list[Hit]:

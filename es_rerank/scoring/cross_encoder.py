@@ -6,8 +6,9 @@ Implementations return float32 scores in input order.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence, runtime_checkable
+from typing import Iterator, Protocol, Sequence, TypeVar, cast, runtime_checkable
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from es_rerank.scoring.onnx_session import (EncodedBatch, EncodedPair, OnnxSessi
                                             resolve_device)
 from es_rerank.scoring.pair_encoding import PairEncoder, load_tokenizer
 from es_rerank.scoring.validity import check_scores
+
+T = TypeVar("T")
+_DONE = object()
 
 
 @runtime_checkable
@@ -58,7 +62,8 @@ class OnnxScorer:
     One `OnnxSession` per scorer. Pairs are tokenized with the Rust `tokenizers` library
     (`PairEncoder`), grouped by length and run in batches of at most `batch_size` pairs and,
     with `batch_tokens`, at most that many padded tokens; each pair's logit, through the
-    export's output activation, is its score.
+    export's output activation, is its score. On CUDA the next batch is padded on a helper
+    thread while the GPU runs the current one, so the GPU does not wait for NumPy.
     """
 
     def __init__(self, session: OnnxSession, encoder: PairEncoder, meta: ExportMeta, variant: ModelVariant,
@@ -71,6 +76,7 @@ class OnnxScorer:
         self.device = session.device
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
+        self._padder = ThreadPoolExecutor(2, thread_name_prefix="es-rerank-pad") if self.device == "cuda" else None
 
     @classmethod
     def load(cls, export_dir: str | Path, device: str = "auto", batch_size: int = 64, variant: str | None = None,
@@ -128,7 +134,8 @@ class OnnxScorer:
         """Run the model over already tokenized pairs: float32 scores in input order.
         """
         scores = np.zeros(len(pairs), dtype=np.float32)
-        for batch in self._batches(pairs):
+        batches = self._batches(pairs)
+        for batch in batches if self._padder is None else one_ahead(batches, self._padder):
             scores[batch.rows] = self.score_batch(batch)
         return scores
 
@@ -152,6 +159,20 @@ class OnnxScorer:
         if self.meta.output_activation == "sigmoid":
             scores = (1.0 / (1.0 + np.exp(-scores))).astype(np.float32)
         return scores
+
+
+def one_ahead(items: Iterator[T], pool: ThreadPoolExecutor) -> Iterator[T]:
+    """`items`, each one made on `pool` while the caller works on the one before it.
+
+    Example:
+        >>> with ThreadPoolExecutor(1) as pool:
+        ...     list(one_ahead(iter([1, 2, 3]), pool))
+        [1, 2, 3]
+    """
+    upcoming = pool.submit(next, items, _DONE)
+    while (item := upcoming.result()) is not _DONE:
+        upcoming = pool.submit(next, items, _DONE)
+        yield cast(T, item)
 
 
 def encode_for_scoring(encoder: PairEncoder, queries: Sequence[str], documents: Sequence[str]) -> list[EncodedPair]:

@@ -44,6 +44,8 @@ class BenchSettings:
     # Also time the model server's batching: this many windows merged per call, cut by token budget.
     merge_windows: int = 0
     batch_tokens: int = 65_536
+    # A second export of the same checkpoint whose ONNX systems run beside ours as "base-<system>".
+    baseline_export: Path | None = None
     max_length: int = 256
     rounds: int = 3
     warmup: int = 1
@@ -159,12 +161,12 @@ def workload_figures(timings: dict[str, Timing], workload: Workload, device: str
         figures += [figure(base, timing.pairs_per_s, "pairs/s"),
                     figure(f"{base}.p50_ms", timing.percentile_ms(50), "ms"),
                     figure(f"{base}.p99_ms", timing.percentile_ms(99), "ms")]
-    for system, baseline in _ratio_pairs(list(timings)):
+    for system, baseline, described in _ratio_pairs(list(timings)):
         b_rate = timings[baseline].pairs_per_s
         if b_rate > 0:
             figures.append(figure(f"scorer.{where}.{system.replace('-', '_')}_vs_{baseline.replace('-', '_')}."
                                   f"{label}.{workload.label}", timings[system].pairs_per_s / b_rate, "ratio",
-                                  f"{baseline} (PyTorch, sdpa attention), same checkpoint, same inputs, same run"))
+                                  f"{baseline} ({described}), same checkpoint, same inputs, same run"))
     if workload.kind == "real" and "torch-fp32" in timings and timings["torch-fp32"].scores:
         for system in timings:
             if system != "torch-fp32" and timings[system].scores:
@@ -224,15 +226,23 @@ def describe_hardware(device: str) -> str:
     return f"{os.cpu_count()} CPU cores" + (f" ({model})" if model else "")
 
 
-def _ratio_pairs(systems: list[str]) -> list[tuple[str, str]]:
-    """(ORT system, PyTorch baseline) pairs: same dtype, and int8 against fp32."""
+def _ratio_pairs(systems: list[str]) -> list[tuple[str, str, str]]:
+    """(ORT system, baseline, what the baseline is): PyTorch of the same dtype (int8 against fp32),
+    and the same system on the baseline export.
+
+    Example:
+        >>> [p[:2] for p in _ratio_pairs(["ort-fp16", "torch-fp16", "base-ort-fp16"])]
+        [('ort-fp16', 'torch-fp16'), ('ort-fp16', 'base-ort-fp16')]
+    """
     pairs = []
     for system in systems:
         if system.startswith("ort-"):
             dtype = system.split("-", 1)[1]
             baseline = "torch-fp32" if dtype == "int8" else f"torch-{dtype}"
             if baseline in systems:
-                pairs.append((system, baseline))
+                pairs.append((system, baseline, "PyTorch, sdpa attention"))
+            if f"base-{system}" in systems:
+                pairs.append((system, f"base-{system}", "the same runtime on --baseline-export"))
     return pairs
 
 
@@ -293,6 +303,11 @@ def _build_systems(systems: Sequence[str], export_dir: Path, checkpoint: str, de
         if runtime == "ort":
             scorers[system] = OnnxScorer.load(export_dir, device="cpu" if dtype == "int8" else device,
                                               batch_size=batch_size, variant=dtype, threads=settings.threads)
+            if settings.baseline_export:
+                scorers[f"base-{system}"] = OnnxScorer.load(settings.baseline_export,
+                                                            device="cpu" if dtype == "int8" else device,
+                                                            batch_size=batch_size, variant=dtype,
+                                                            threads=settings.threads)
     encoder = next(iter(scorers.values())).encoder if scorers else None
     if encoder is None:
         encoder = OnnxScorer.load(export_dir, device="cpu", batch_size=batch_size, variant="fp32").encoder
@@ -303,8 +318,9 @@ def _build_systems(systems: Sequence[str], export_dir: Path, checkpoint: str, de
             scorers[system] = TorchScorer.load(checkpoint, encoder, device=device, dtype=dtype,
                                                attn_implementation="sdpa", input_names=meta_inputs,
                                                batch_size=batch_size)
-    log(f"systems ready on {device}: {', '.join(systems)} (batch size {batch_size})")
-    return {name: scorers[name] for name in systems}
+    names = [name for system in systems for name in (system, f"base-{system}") if name in scorers]
+    log(f"systems ready on {device}: {', '.join(names)} (batch size {batch_size})")
+    return {name: scorers[name] for name in names}
 
 
 def _workloads(settings: BenchSettings, scorers: dict, device: str, log) -> list[tuple[Workload, dict | None]]:

@@ -57,6 +57,9 @@ def _parse_shape(value: str) -> tuple[int, int]:
 @option("--rounds", type=click.IntRange(1), default=3, help="Timed passes over each workload.")
 @option("--warmup", type=click.IntRange(0), default=1,
         help="Untimed passes first (the first pass gives the parity scores).")
+@option("--baseline-export", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+        help="A second export of the same checkpoint (e.g. `export --full-last-layer`): its ONNX systems are timed "
+             "on the same batches, in the same run, as base-SYSTEM.")
 @option("--threads", type=click.IntRange(1), default=None,
         help="CPU threads for both runtimes; default: their own choice.")
 @option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -67,7 +70,7 @@ def _parse_shape(value: str) -> tuple[int, int]:
 @opensearch_url
 def bench_scorer(export_dir, checkpoint, random_init, tokenizer_dir, label, device, systems, synthetic, no_synthetic,
                  candidates_file, dataset, index, split, queries, top_k, write_candidates, batch_size, merge_windows,
-                 batch_tokens, max_length,
+                 batch_tokens, max_length, baseline_export,
                  rounds, warmup, threads, work_dir, hardware, figures_file, opensearch_url) -> None:
     """Pairs/s and p50/p99 per call: ONNX Runtime against PyTorch fp32/fp16 (same checkpoint,
     same token ids, same run) on full-length synthetic batches and on real candidates."""
@@ -90,7 +93,7 @@ def bench_scorer(export_dir, checkpoint, random_init, tokenizer_dir, label, devi
         export_dir=export_dir, checkpoint=checkpoint, random_init=random_init, tokenizer_dir=tokenizer_dir,
         label=label, device=resolved, systems=tuple(s.strip() for s in systems.split(",")) if systems else None,
         synthetic=shapes, candidates=tuple(candidates), real_label=real_label, batch_size=batch_size,
-        merge_windows=merge_windows, batch_tokens=batch_tokens,
+        merge_windows=merge_windows, batch_tokens=batch_tokens, baseline_export=baseline_export,
         max_length=max_length, rounds=rounds, warmup=warmup, threads=threads, work_dir=work_dir, hardware=hardware,
         command=command_line(click.get_current_context()))
     figures = run_scorer_bench(settings, log=lambda message: click.echo(message, err=True))

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from es_rerank.data.beir import read_qrels, read_queries, relevant
-from es_rerank.data.mining import mine_groups, read_groups, read_run
+from es_rerank.data.mining import TIE_MARGIN, mine_groups, read_groups, read_run, score_then_id
 from es_rerank.engine.bm25_query import search_bm25
 from tests.conftest import run_cli
 
@@ -31,8 +31,30 @@ def test_groups_hold_judged_positives_and_bm25_ranked_negatives(os_client, scifa
         positives = relevant(qrels, group.qid)
         assert set(group.positives) == positives
         assert not set(group.negatives) & positives
-        served = [h.doc_id for h in search_bm25(os_client, scifact_index, queries[group.qid], 50, source=False)]
-        assert list(group.negatives) == [d for d in served if d not in positives]
+        served = search_bm25(os_client, scifact_index, queries[group.qid], 50 + TIE_MARGIN, source=False)
+        assert list(group.negatives) == [h.doc_id for h in score_then_id(served)[:50] if h.doc_id not in positives]
+
+
+def test_two_indexes_of_one_corpus_loaded_in_opposite_orders_give_the_same_groups(os_client, tmp_path):
+    # Documents 00..11 share one text, so BM25 ties them; the engine orders ties by load order.
+    tied = [{"_id": f"{i:02d}", "title": "", "text": "statins lower cholesterol in adults"} for i in range(12)]
+    other = [{"_id": "x1", "title": "", "text": "statins and muscle pain"}, {"_id": "x2", "title": "", "text": "bees"}]
+    docs = tied + other
+    groups = []
+    for order, name in ((docs, "test-mine-ties-forward"), (docs[::-1], "test-mine-ties-reverse")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in order))
+        from es_rerank.data.indexing import index_corpus
+
+        index_corpus(os_client, folder, name, recreate=True)
+        os_client.indices.refresh(index=name)
+        out = tmp_path / f"{name}.jsonl"
+        mine_groups(os_client, name, {"q": "statins cholesterol"}, {"q": {"x1": 1}}, 5, out)
+        groups.append(read_groups(out))
+        os_client.indices.delete(index=name)
+    assert groups[0] == groups[1]
+    assert list(groups[0][0].negatives) == ["00", "01", "02", "03", "04"]  # the cut of the tie, by id
 
 
 def test_an_interrupted_file_is_resumed_without_repeating_queries(os_client, scifact_index, train_subset, tmp_path):

@@ -42,6 +42,7 @@ def test_meta_json_describes_the_fused_models(minilm_export):
     assert fp32.fused_ops["Attention"] == 6 and fp32.fused_ops["EmbedLayerNormalization"] == 1
     assert int8.fused_ops["QAttention"] == 6
     assert fp32.parity["passed"] and int8.parity["passed"]
+    assert meta.details["last_layer_nodes_on_first_token"] == 6  # output projection, FFN, two layer norms
     assert fp32.parity["max_abs_dlogit"] < 1e-4 and fp32.parity["top10_agreement"] == 1.0
     assert fp32.parity["source"].startswith("built-in sample pairs")
     assert len(fp32.parity["per_query"]) == 6 and fp32.parity["pairs"] == 72
@@ -90,6 +91,18 @@ def test_cli_export_then_a_failed_reexport_keeps_the_good_one(one_logit_checkpoi
 
     code, _, err = run_main(capsys, "export", str(one_logit_checkpoint), str(out), "--device", "cpu")
     assert code == 2 and "exists and is not empty" in err and "--overwrite" in err
+
+
+def test_the_first_token_last_layer_scores_as_the_whole_one_does(minilm_export, one_logit_checkpoint, tmp_path):
+    whole = tmp_path / "whole"
+    export_checkpoint(ExportSettings(str(one_logit_checkpoint), whole, device="cpu", fp16=False,
+                                     max_length=MAX_LENGTH, parity=TINY_PARITY, first_token_last_layer=False))
+    assert read_meta(whole).details["last_layer_nodes_on_first_token"] == 0
+    queries = ["vitamin d deficiency and bone fractures"] * 3
+    documents = ["Vitamin D supplements lowered hip fracture risk in older women.", "short", "bone " * 400]
+    sliced_scores = OnnxScorer.load(minilm_export, device="cpu", variant="fp32").score_pairs(queries, documents)
+    whole_scores = OnnxScorer.load(whole, device="cpu", variant="fp32").score_pairs(queries, documents)
+    np.testing.assert_allclose(sliced_scores, whole_scores, atol=1e-5, rtol=0)
 
 
 def test_force_writes_despite_failed_parity(one_logit_checkpoint, tmp_path):
