@@ -50,7 +50,8 @@ def export_command(checkpoint: str, outdir: Path, device: str, fp16: bool | None
     settings = ExportSettings(
         checkpoint=checkpoint, out_dir=outdir, device=device, fp16=fp16, int8=int8, max_length=max_length,
         query_max_length=query_max_length, batch_size=batch_size, force=force, overwrite=overwrite,
-        first_token_last_layer=not full_last_layer, parity=ParitySource(data=parity_data, index=parity_index, opensearch_url=opensearch_url,
+        first_token_last_layer=not full_last_layer,
+        parity=ParitySource(data=parity_data, index=parity_index, opensearch_url=opensearch_url,
                             queries=parity_queries, candidates=parity_candidates))
     meta = export_checkpoint(settings, log=lambda message: click.echo(message, err=True))
     click.echo(summary_table(outdir, meta))
