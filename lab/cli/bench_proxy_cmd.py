@@ -95,10 +95,13 @@ def record_command(dataset_dir: Path, index: str, out: Path, window: int, split:
         help="Also run the server a user would write (aiohttp + sentence-transformers CrossEncoder.predict, "
              "fp16 on CUDA) with this Hugging Face checkpoint, the one --model was exported from.")
 @option("--baseline-batch-size", type=int, default=32, help="CrossEncoder.predict's batch_size (its default: 32).")
+@option("--rate", "rates", type=click.FloatRange(min=0, min_open=True), multiple=True,
+        help="Also offer this many searches a second, open loop, for --duration-s (repeatable): p50/p99 at that rate.")
 @option("--json-out", type=click.Path(path_type=Path), default=None, help="Also write the figures to this JSON file.")
 def rerank_command(replay: Path, model: Path, device: str, clients: int, duration_s: float, rounds: int,
                    latency_duration_s: float, batch_max_pairs: int, model_batch_size: int, workers: int,
-                   batch_tokens: int, baseline_model: Path | None, baseline_batch_size: int, json_out: Path | None) -> None:
+                   batch_tokens: int, baseline_model: Path | None, baseline_batch_size: int, rates: tuple[float, ...],
+                   json_out: Path | None) -> None:
     """Rerank stage through the proxy against a replay upstream.
 
     Reports added p50/p99 at one client, and req/s at saturation with and without cross-request batching.
@@ -124,11 +127,11 @@ def rerank_command(replay: Path, model: Path, device: str, clients: int, duratio
         baseline = baseline_launcher(baseline_model, device, read_meta(model).max_length, header["window"],
                                      header["fields"], baseline_batch_size)
     figures = rerank_benchmark(replay, launcher_for, clients=clients, duration_s=duration_s, rounds=rounds,
-                               latency_duration_s=latency_duration_s, baseline=baseline)
+                               latency_duration_s=latency_duration_s, baseline=baseline, rates=rates)
     figures["command"] = (f"es-rerank bench proxy rerank --replay {replay} --model {model} --device {device} "
                           f"--clients {clients} --duration-s {duration_s} --rounds {rounds} "
                           f"--latency-duration-s {latency_duration_s} --batch-max-pairs {batch_max_pairs} "
                           f"--model-batch-size {model_batch_size} --workers {workers} --batch-tokens {batch_tokens}"
                           + (f" --baseline-model {baseline_model} --baseline-batch-size {baseline_batch_size}"
-                             if baseline_model else ""))
+                             if baseline_model else "") + "".join(f" --rate {rate:g}" for rate in rates))
     _emit(figures, json_out)

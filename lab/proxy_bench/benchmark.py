@@ -20,6 +20,7 @@ from es_rerank.proxy.settings import ProxySettings
 from es_rerank.errors import EsRerankError
 from es_rerank.proxy.server import ProxyThread, serve_subprocess, wait_ready
 from lab.proxy_bench.loadgen import LoadRequest, LoadResult, run_closed_loop
+from lab.proxy_bench.open_rate import at_rate
 from lab.proxy_bench.replay import load_replay, serve_replay
 
 # A launcher starts a proxy relaying to the given upstream URL and yields the proxy's base URL.
@@ -79,13 +80,15 @@ def passthrough_benchmark(opensearch_url: str, requests: list[LoadRequest], laun
 
 def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher], clients: int = 64,
                      duration_s: float = 10.0, rounds: int = 4, warmup_s: float = 2.0,
-                     latency_duration_s: float = 10.0, baseline: Launcher | None = None) -> dict:
+                     latency_duration_s: float = 10.0, baseline: Launcher | None = None,
+                     rates: Sequence[float] = ()) -> dict:
     """Rerank stage through the proxy against a replay upstream: added p50/p99 at one client, req/s at saturation.
 
     `launcher_for(batching)` gives a launcher with cross-request batching on or off. The baseline for
     "added" is the same window request sent straight to the replay upstream. With `baseline` (the
     server a user would write, `st_baseline`), the proxy (batching on) and the baseline also run in
-    interleaved rounds at `clients` and at one client, on the same replayed windows.
+    interleaved rounds at `clients` and at one client, on the same replayed windows. Each of `rates`
+    (searches a second) is then offered open loop for `duration_s` (batching on): p50/p99 at that rate.
     """
     replay = load_replay(replay_path)
     searches = replay.searches
@@ -98,6 +101,7 @@ def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher]
             targets = {"direct": (upstream, direct_requests), "proxy": (proxy_url, proxy_requests)}
             latency = _rounds(targets, 1, latency_duration_s, rounds, warmup_s)
             batched = run_closed_loop(proxy_url, proxy_requests, clients, duration_s, warmup_s)
+            open_loop = {f"{rate:g}": at_rate(proxy_url, proxy_requests, rate, duration_s) for rate in rates}
             versus = _versus_baseline(baseline, upstream, proxy_url, proxy_requests, clients, duration_s,
                                       rounds, warmup_s, latency_duration_s) if baseline else {}
         with launcher_for(False)(upstream) as proxy_url:
@@ -113,6 +117,7 @@ def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher]
         "one_client": {name: result.summary() for name, result in latency.items()},
         f"{clients}_clients_batched": batched.summary(),
         f"{clients}_clients_unbatched": unbatched.summary(),
+        **({"open_loop_rps": open_loop} if open_loop else {}),
         "hardware": hardware(),
     }
 

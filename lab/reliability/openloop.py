@@ -12,12 +12,19 @@ import asyncio
 import errno
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 import numpy as np
 
 from es_rerank.proxy.jsonio import loads
-from lab.reliability.workload import LoadItem, Workload
+from lab.reliability.workload import LoadItem
+
+class RequestSource(Protocol):
+    """What the load sends: request number `i` of the run (`workload.Workload`, or a replay's searches)."""
+
+    def request(self, i: int) -> LoadItem: ...
+
 
 KEPT_HEADERS = ("x-rerank", "x-rerank-reason", "retry-after", "x-opaque-id", "content-type")
 
@@ -80,7 +87,7 @@ def new_session(max_connections: int, timeout_s: float) -> aiohttp.ClientSession
                                  auto_decompress=True)
 
 
-async def run_rate(session: aiohttp.ClientSession, base_url: str, workload: Workload, rate: float, duration_s: float,
+async def run_rate(session: aiohttp.ClientSession, base_url: str, workload: RequestSource, rate: float, duration_s: float,
                    clock: RunClock, first_seq: int = 0, max_outstanding: int = 1024,
                    stop: asyncio.Event | None = None) -> list[Record]:
     """Send `rate` requests per second for `duration_s` seconds (or until `stop` is set); one Record per due request.

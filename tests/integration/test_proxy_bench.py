@@ -45,8 +45,11 @@ def test_rerank_benchmark_runs_against_a_replay_with_any_scorer(opensearch_url, 
         return thread_proxy(settings, TermOverlapScorer())
 
     figures = rerank_benchmark(replay_file, launcher_for, clients=4, duration_s=0.5, rounds=1, warmup_s=0.2,
-                               latency_duration_s=0.5)
+                               latency_duration_s=0.5, rates=(20,))
     assert figures["candidates"] == 100
+    at_20 = figures["open_loop_rps"]["20"]  # 20 searches a second for 0.5 s, whatever comes back
+    assert at_20["due"] == 10 and at_20["answered"] == at_20["ok_2xx"] == 10 and not at_20["skipped"]
+    assert at_20["x_rerank"] == {"reranked": 10} and at_20["p99_ms"] >= at_20["p50_ms"] > 0
     assert figures["rps_batched"] > 0 and figures["rps_unbatched"] > 0
     assert set(figures["one_client"]["proxy"]["x_rerank"]) == {"reranked"}
     assert figures["one_client"]["direct"]["errors"] == 0
