@@ -41,3 +41,17 @@ def test_a_repeated_key_is_refused():
         assert "repeats" in str(exc)
     else:
         raise AssertionError("a repeated key must not be spliced")
+
+
+@settings(max_examples=300, deadline=None)
+@given(hits=st.lists(st.dictionaries(st.text(), VALUES, max_size=4), max_size=4), extra=VALUES,
+       indent=st.sampled_from([None, 0, 2]), separators=st.sampled_from([(",", ":"), (" , ", " : "), (",\n", ":\t")]))
+def test_any_layout_parses_as_json_does_and_keeps_each_value_s_own_text(hits, extra, indent, separators):
+    # Keys of any text (escapes, control characters written escaped) and whitespace around every token.
+    response = {"took": 1, "x": extra, "hits": {"hits": [{"_id": str(k), "_source": s, "fields": {"f": s}}
+                                                          for k, s in enumerate(hits)]}}
+    text = json.dumps(response, indent=indent, separators=separators)
+    parsed, raw = parse_keeping_raw(text.encode("utf-8", "surrogatepass"))
+    assert parsed == json.loads(text)
+    for value, kept in raw.values():
+        assert json.loads(kept) == value
