@@ -301,13 +301,11 @@ def _build_systems(systems: Sequence[str], export_dir: Path, checkpoint: str, de
     for system in systems:
         runtime, dtype = system.split("-", 1)
         if runtime == "ort":
-            scorers[system] = OnnxScorer.load(export_dir, device="cpu" if dtype == "int8" else device,
-                                              batch_size=batch_size, variant=dtype, threads=settings.threads)
-            if settings.baseline_export:
-                scorers[f"base-{system}"] = OnnxScorer.load(settings.baseline_export,
-                                                            device="cpu" if dtype == "int8" else device,
-                                                            batch_size=batch_size, variant=dtype,
-                                                            threads=settings.threads)
+            for prefix, folder in (("", export_dir), ("base-", settings.baseline_export)):
+                if folder is not None:
+                    scorers[prefix + system] = OnnxScorer.load(folder, device="cpu" if dtype == "int8" else device,
+                                                               batch_size=batch_size, variant=dtype,
+                                                               threads=settings.threads)
     encoder = next(iter(scorers.values())).encoder if scorers else None
     if encoder is None:
         encoder = OnnxScorer.load(export_dir, device="cpu", batch_size=batch_size, variant="fp32").encoder

@@ -20,6 +20,7 @@ import numpy as np
 from es_rerank.proxy.jsonio import loads
 from lab.reliability.workload import LoadItem
 
+
 class RequestSource(Protocol):
     """What the load sends: request number `i` of the run (`workload.Workload`, or a replay's searches)."""
 
