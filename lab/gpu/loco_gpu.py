@@ -140,9 +140,20 @@ def train_one(carry: Path, recipe: Path, training: str, seed: int, work: Path) -
     return run_dir, log
 
 
+# Scoring variants measured on the same trained model (issue 17's open questions), besides the recipe's
+# own settings: a longer query cut (LISA's queries are paragraphs; half exceed 64 tokens) and the
+# best passage of a long document (TIME's median document is about 600 tokens).
+VARIANTS = ("recipe", "query128", "maxp")
+MAXP_WINDOWS = {"words": 120, "stride": 90, "most": 4}
+
+
 def measure(checkpoint: Path, scored: dict[str, Path], carry: Path, max_length: int, query_max_length: int,
-            label: str) -> dict[str, dict[str, float]]:
-    """Every system's nDCG@10 on every evaluation set, with `checkpoint` as the cross-encoder."""
+            label: str, variants: Sequence[str] = ("recipe",),
+            scores_out: dict | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """Per variant, every system's nDCG@10 on every evaluation set, with `checkpoint` as the cross-encoder.
+
+    `scores_out`, when given, receives each variant's CE scores: `{variant: {set: {qid: [scores]}}}`.
+    """
     import torch
 
     from es_rerank.data.beir import read_qrels
@@ -151,18 +162,27 @@ def measure(checkpoint: Path, scored: dict[str, Path], carry: Path, max_length: 
     from es_rerank.scoring.fusion import FusionWeights
     from es_rerank.training.evaluate import FUSED_SYSTEMS, system_figures
     from es_rerank.training.model import load_cross_encoder, make_scorer, scoring_mode
+    from lab.gpu.passage_max import PassageMaxScorer
 
     fused = {**FUSED_SYSTEMS, "bm25_dense_zscore": FusionWeights(ce=0.0, bm25=0.5, dense=0.5, norm="zscore")}
     model, tokenizer = load_cross_encoder(str(checkpoint))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    scorer = make_scorer(model, tokenizer, max_length, query_max_length, device, EVAL_BATCH)
-    figures = {}
+    recipe_scorer = make_scorer(model, tokenizer, max_length, query_max_length, device, EVAL_BATCH)
+    scorers = {"recipe": recipe_scorer,
+               "query128": make_scorer(model, tokenizer, max_length, 128, device, EVAL_BATCH),
+               "maxp": PassageMaxScorer(recipe_scorer, **MAXP_WINDOWS)}
+    figures: dict[str, dict[str, dict[str, float]]] = {}
     with scoring_mode(model, device, torch.float16 if device.type == "cuda" else None):
-        for name, path in scored.items():
-            cands = read_candidates(path)
-            score_candidates(cands, "ce", scorer, label)
-            figures[name] = system_figures(cands, read_qrels(carry / "qrels" / f"{name}.tsv"), fused)
+        for variant in variants:
+            figures[variant] = {}
+            for name, path in scored.items():
+                cands = read_candidates(path)
+                score_candidates(cands, "ce", scorers[variant], f"{label} ({variant})")
+                figures[variant][name] = system_figures(cands, read_qrels(carry / "qrels" / f"{name}.tsv"), fused)
+                if scores_out is not None:
+                    scores_out.setdefault(variant, {})[name] = {q.query_id: q.scores["ce"].round(5).tolist()
+                                                                for q in cands.queries}
     del model
     return figures
 
@@ -209,7 +229,8 @@ def headline(runs: list[dict], table: dict[str, Any]) -> dict[str, Any]:
         if len(ce) == len(table):
             per_seed_min.append(min(ce))
             per_seed_mean.append(sum(served) / len(served))
-    scifact = [r["figures"]["scifact-test"][SERVED] for r in runs if r["training"] == "mix"]
+    scifact = [r["figures"]["scifact-test"][SERVED] for r in runs  # absent when the carry left SciFact out
+               if r["training"] == "mix" and "scifact-test" in r["figures"]]
     return {"quality.loco.ce_minus_bm25.min": _mean_sd(per_seed_min),
             "quality.loco.served_minus_bm25_dense.mean": _mean_sd(per_seed_mean),
             "quality.scifact_test.served.ndcg10": _mean_sd(scifact)}
@@ -218,17 +239,24 @@ def headline(runs: list[dict], table: dict[str, Any]) -> dict[str, Any]:
 def render_summary(results: dict[str, Any]) -> str:
     lines = [f"# leave-one-collection-out ({results['hardware']}, {results['date']})", "",
              f"recipe `{results['recipe']}`, seeds {results['seeds_done']}", "",
-             "| eval set | trained on | BM25 | bi-encoder | BM25+bi z | BM25+bi minmax | CE alone | served | "
+             *_table_lines(results["loco"], results["headline"])]
+    for variant, tables in results.get("variant_tables", {}).items():
+        lines += ["", f"## scoring variant `{variant}` (same models)", "", *_table_lines(tables["loco"], tables["headline"])]
+    return "\n".join(lines) + "\n"
+
+
+def _table_lines(loco: dict[str, Any], figures: dict[str, Any]) -> list[str]:
+    lines = ["| eval set | trained on | BM25 | bi-encoder | BM25+bi z | BM25+bi minmax | CE alone | served | "
              "CE - BM25 | served - best BM25+bi |", "|---" * 10 + "|"]
-    for name, row in results["loco"].items():
+    for name, row in loco.items():
         cells = [f"{row[s]['mean']:.4f} ± {row[s]['sd']:.4f}" for s in
                  ("bm25", "dense", "bm25_dense_zscore", "bm25_dense_fused", "adapted", SERVED,
                   "ce_minus_bm25", "served_minus_bm25_dense")]
         lines.append(f"| {name} | {row['training']} ({row['seeds']} seeds) | " + " | ".join(cells) + " |")
     lines += ["", "| figure | mean | sd | seeds |", "|---|---|---|---|"]
-    for key, value in results["headline"].items():
+    for key, value in figures.items():
         lines.append(f"| `{key}` | {value['mean']:.4f} | {value['sd']:.4f} | {value['n']} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,7 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default=None, help="TRAINING:SEED pairs to run, comma-separated (default: all)")
     parser.add_argument("--previous", type=Path, default=None, help="an earlier call's loco_results.json to extend")
     parser.add_argument("--max-minutes", type=float, default=8.0, help="start no training after this many minutes")
+    parser.add_argument("--variants", default="recipe",
+                        help=f"scoring variants to measure on each model, comma-separated, from {', '.join(VARIANTS)}; "
+                             "the headline figures are always the recipe's")
+    parser.add_argument("--write-scores", action="store_true", help="also write each run's CE scores to --out")
     args = parser.parse_args(argv)
+    variants = ["recipe", *(v for v in args.variants.split(",") if v and v != "recipe")]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown --variants {unknown}: choose from {', '.join(VARIANTS)}")
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="loco-"))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -266,24 +302,37 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"[{(time.monotonic() - started) / 60:.1f} min] training {training} seed {seed}", flush=True)
         checkpoint, log = train_one(args.carry, args.recipe, training, seed, work)
-        figures = measure(checkpoint, scored, args.carry, recipe["max_length"], recipe["query_max_length"],
-                          f"{training} seed {seed}")
+        scores: dict = {}
+        by_variant = measure(checkpoint, scored, args.carry, recipe["max_length"], recipe["query_max_length"],
+                             f"{training} seed {seed}", variants, scores if args.write_scores else None)
+        figures = by_variant["recipe"]
         results["runs"].append({"training": training, "seed": seed, "figures": figures,
+                                "variants": {v: f for v, f in by_variant.items() if v != "recipe"},
                                 "train_seconds": log.get("train_seconds"), "pairs_per_s": log.get("pairs_per_s"),
                                 "steps": log.get("steps_done"), "provenance": log.get("provenance")})
-        print("  " + ", ".join(f"{n} {f['adapted']:.3f}/{f[SERVED]:.3f}" for n, f in figures.items()), flush=True)
-        _finish(results, args.out)
+        if args.write_scores:
+            (args.out / f"ce-scores-{training}-s{seed}.json").write_text(json.dumps(scores))
+        for variant, per_set in by_variant.items():
+            print(f"  {variant}: " + ", ".join(f"{n} {f['adapted']:.3f}/{f[SERVED]:.3f}" for n, f in per_set.items()),
+                  flush=True)
+        finish_results(results, args.out)
         gc.collect()
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
-    _finish(results, args.out)
+    finish_results(results, args.out)
     print(render_summary(results), flush=True)
     return 0
 
 
-def _finish(results: dict[str, Any], out: Path) -> None:
+def finish_results(results: dict[str, Any], out: Path) -> None:
     results["loco"] = loco_table(results["runs"])
     results["headline"] = headline(results["runs"], results["loco"])
     results["seeds_done"] = sorted({r["seed"] for r in results["runs"]})
+    variants = sorted({v for r in results["runs"] for v in r.get("variants", {})})
+    results["variant_tables"] = {}
+    for variant in variants:  # the same table and headline, with this variant's CE in place of the recipe's
+        runs = [{**r, "figures": r["variants"][variant]} for r in results["runs"] if variant in r.get("variants", {})]
+        table = loco_table(runs)
+        results["variant_tables"][variant] = {"loco": table, "headline": headline(runs, table)}
     (out / "loco_results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "loco_summary.md").write_text(render_summary(results))
 

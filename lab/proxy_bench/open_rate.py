@@ -36,7 +36,8 @@ class ReplaySearches:
 def at_rate(base_url: str, requests: Sequence[LoadRequest], rate: float, duration_s: float,
             timeout_s: float = 60.0) -> dict:
     """Send `rate` searches a second for `duration_s`; counts, offered rate, p50/p99/max (ms) and
-    each answer's X-Rerank outcome (a fallback to BM25 order is no reranked answer)."""
+    each answer's X-Rerank outcome (a fallback to BM25 order is no reranked answer) and HTTP status
+    (a search past the proxy's in-flight limit is shed with 429 or 503)."""
     if not requests:
         raise ValueError("at_rate needs at least one request")
 
@@ -47,4 +48,5 @@ def at_rate(base_url: str, requests: Sequence[LoadRequest], rate: float, duratio
     records = asyncio.run(run())
     summary = summarize(records)
     summary["x_rerank"] = dict(Counter(r.headers.get("x-rerank", "") for r in records if r.status))
+    summary["statuses"] = dict(Counter(str(r.status) for r in records if r.status))
     return summary

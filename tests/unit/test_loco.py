@@ -84,3 +84,50 @@ def test_the_carry_refuses_an_unknown_evaluation_set_and_an_existing_folder(carr
         make_carry(carried_mix, tmp_path / "no-cands", data_dir, tmp_path, tmp_path / "carry", ["med-test"])
     assert "fusion-candidates" in missing.value.hint
     assert not (tmp_path / "carry").exists()  # nothing half-written is left behind
+
+
+def test_passage_windows_cover_a_long_document_and_the_best_passage_scores_it():
+    import numpy as np
+
+    from lab.gpu.passage_max import PassageMaxScorer, windows
+
+    text = " ".join(f"w{i}" for i in range(300))
+    parts = windows(text, words=120, stride=90, most=4)
+    assert [p.split()[0] for p in parts] == ["w0", "w90", "w180"]
+    assert {w for p in parts for w in p.split()} == set(text.split())  # 180 + 120 = 300: nothing left out
+    assert len(windows(" ".join(["w"] * 1000), words=120, stride=90, most=4)) == 4
+
+    class Mentions:
+        def __init__(self):
+            self.pairs = 0
+
+        def score_pairs(self, queries, documents):
+            self.pairs += len(documents)
+            return np.array([d.split().count(q) for q, d in zip(queries, documents)], dtype=np.float32)
+
+    inner = Mentions()
+    late = text + " needle"
+    scores = PassageMaxScorer(inner, words=120, stride=90, most=4).score_pairs(["needle", "needle"], [late, "short"])
+    assert scores.tolist() == [1.0, 0.0]  # the first window alone would have scored 0
+    assert inner.pairs == 5  # four windows of the 301 words, one of the short text
+
+
+def test_merged_calls_give_one_table_with_each_variant_and_refuse_a_run_twice(tmp_path):
+    from lab.gpu.loco_merge import merge
+    from lab.gpu.loco_gpu import finish_results
+
+    def run(training, seed, ce):
+        return {"training": training, "seed": seed, "figures": {"med-test": figures(0.5, ce, 0.6, 0.55)},
+                "variants": {"maxp": {"med-test": figures(0.5, ce + 0.1, 0.7, 0.55)}}}
+
+    call = {"hardware": "h", "date": "2026-12-07", "recipe": "r.yaml", "skipped": ["mix:1"]}
+    first, second = {**call, "runs": [run("mix", 0, 0.4)]}, {**call, "runs": [run("mix", 1, 0.6)], "skipped": []}
+    merged = merge([first, second])
+    assert merged["skipped"] == []  # the second call ran what the first skipped
+    finish_results(merged, tmp_path)
+    written = json.loads((tmp_path / "loco_results.json").read_text())
+    assert written["loco"]["med-test"]["adapted"]["mean"] == pytest.approx(0.5)
+    assert written["variant_tables"]["maxp"]["loco"]["med-test"]["adapted"]["mean"] == pytest.approx(0.6)
+    assert "scoring variant `maxp`" in (tmp_path / "loco_summary.md").read_text()
+    with pytest.raises(DatasetError, match="mix seed 0 is in more than one"):
+        merge([first, first])

@@ -14,7 +14,8 @@ import pytest
 from tests.conftest import REPO
 
 LAB_NAMES = ("reliability", "bench", "benchmark", "loadgen", "replay", "gpu_sweep", "adapt_gpu",
-             "half_copy", "tar_parts", "adapt_carry", "loco_gpu", "loco_carry", "carry_limit", "open_rate")
+             "half_copy", "tar_parts", "adapt_carry", "loco_gpu", "loco_carry", "carry_limit", "open_rate",
+             "passage_max", "loco_merge")
 
 
 @pytest.fixture(scope="module")
