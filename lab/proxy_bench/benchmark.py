@@ -22,6 +22,7 @@ from es_rerank.proxy.server import ProxyThread, serve_subprocess, wait_ready
 from lab.proxy_bench.loadgen import LoadRequest, LoadResult, run_closed_loop
 from lab.proxy_bench.open_rate import at_rate
 from lab.proxy_bench.replay import load_replay, serve_replay
+from lab.proxy_bench.stage_means import fetch_stage_means_ms
 
 # A launcher starts a proxy relaying to the given upstream URL and yields the proxy's base URL.
 Launcher = Callable[[str], ContextManager[str]]
@@ -87,7 +88,9 @@ def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher]
     `launcher_for(batching)` gives a launcher with cross-request batching on or off. The baseline for
     "added" is the same window request sent straight to the replay upstream. With `baseline` (the
     server a user would write, `st_baseline`), the proxy (batching on) and the baseline also run in
-    interleaved rounds at `clients` and at one client, on the same replayed windows. Each of `rates`
+    interleaved rounds at `clients` and at one client, on the same replayed windows. The proxy's mean
+    time per stage over the one-client rounds (`stage_means`) says what the added latency is made of.
+    Each of `rates`
     (searches a second) is then offered open loop for `duration_s` (batching on): p50/p99 at that rate.
     """
     replay = load_replay(replay_path)
@@ -100,6 +103,7 @@ def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher]
         with launcher_for(True)(upstream) as proxy_url:
             targets = {"direct": (upstream, direct_requests), "proxy": (proxy_url, proxy_requests)}
             latency = _rounds(targets, 1, latency_duration_s, rounds, warmup_s)
+            stages = fetch_stage_means_ms(proxy_url)  # so far only one-client searches
             batched = run_closed_loop(proxy_url, proxy_requests, clients, duration_s, warmup_s)
             open_loop = {f"{rate:g}": at_rate(proxy_url, proxy_requests, rate, duration_s) for rate in rates}
             versus = _versus_baseline(baseline, upstream, proxy_url, proxy_requests, clients, duration_s,
@@ -115,6 +119,7 @@ def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher]
         "rps_unbatched": round(unbatched.rps, 1),
         "batching_speedup": round(batched.rps / unbatched.rps, 3) if unbatched.rps else None,
         "one_client": {name: result.summary() for name, result in latency.items()},
+        "one_client_stage_means_ms": stages,
         f"{clients}_clients_batched": batched.summary(),
         f"{clients}_clients_unbatched": unbatched.summary(),
         **({"open_loop_rps": open_loop} if open_loop else {}),

@@ -51,6 +51,9 @@ def test_rerank_benchmark_runs_against_a_replay_with_any_scorer(opensearch_url, 
     assert at_20["due"] == 10 and at_20["answered"] == at_20["ok_2xx"] == 10 and not at_20["skipped"]
     assert at_20["x_rerank"] == {"reranked": 10} and at_20["p99_ms"] >= at_20["p50_ms"] > 0
     assert at_20["statuses"] == {"200": 10}
+    stages = figures["one_client_stage_means_ms"]  # the proxy's own account of the one-client searches
+    assert {"upstream", "queue", "score", "rewrite", "total"} <= set(stages)  # this scorer does not tokenize
+    assert stages["total"] >= max(stages["upstream"], stages["score"], stages["rewrite"]) > 0
     assert figures["rps_batched"] > 0 and figures["rps_unbatched"] > 0
     assert set(figures["one_client"]["proxy"]["x_rerank"]) == {"reranked"}
     assert figures["one_client"]["direct"]["errors"] == 0

@@ -15,7 +15,7 @@ from tests.conftest import REPO
 
 LAB_NAMES = ("reliability", "bench", "benchmark", "loadgen", "replay", "gpu_sweep", "adapt_gpu",
              "half_copy", "tar_parts", "adapt_carry", "loco_gpu", "loco_carry", "carry_limit", "open_rate",
-             "passage_max", "loco_merge")
+             "stage_means", "passage_max", "loco_merge")
 
 
 @pytest.fixture(scope="module")
