@@ -142,9 +142,11 @@ def train_one(carry: Path, recipe: Path, training: str, seed: int, work: Path) -
 
 # Scoring variants measured on the same trained model (issue 17's open questions), besides the recipe's
 # own settings: a longer query cut (LISA's queries are paragraphs; half exceed 64 tokens) and the
-# best passage of a long document (TIME's median document is about 600 tokens).
-VARIANTS = ("recipe", "query128", "maxp")
+# best passage of a long document (TIME's median document is about 600 tokens), in windows of
+# words or in windows of the tokens a pair holds (the first passage is then the plain pair's).
+VARIANTS = ("recipe", "query128", "maxp", "maxp-budget")
 MAXP_WINDOWS = {"words": 120, "stride": 90, "most": 4}
+BUDGET_WINDOWS = {"overlap": 64, "most": 4}
 
 
 def measure(checkpoint: Path, scored: dict[str, Path], carry: Path, max_length: int, query_max_length: int,
@@ -162,16 +164,24 @@ def measure(checkpoint: Path, scored: dict[str, Path], carry: Path, max_length: 
     from es_rerank.scoring.fusion import FusionWeights
     from es_rerank.training.evaluate import FUSED_SYSTEMS, system_figures
     from es_rerank.training.model import load_cross_encoder, make_scorer, scoring_mode
-    from lab.gpu.passage_max import PassageMaxScorer
+    from tokenizers import Tokenizer
+
+    from lab.gpu.passage_max import BudgetWindows, PassageMaxScorer, WordWindows
 
     fused = {**FUSED_SYSTEMS, "bm25_dense_zscore": FusionWeights(ce=0.0, bm25=0.5, dense=0.5, norm="zscore")}
     model, tokenizer = load_cross_encoder(str(checkpoint))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     recipe_scorer = make_scorer(model, tokenizer, max_length, query_max_length, device, EVAL_BATCH)
-    scorers = {"recipe": recipe_scorer,
-               "query128": make_scorer(model, tokenizer, max_length, 128, device, EVAL_BATCH),
-               "maxp": PassageMaxScorer(recipe_scorer, **MAXP_WINDOWS)}
+    scorers = {"recipe": recipe_scorer, "maxp": PassageMaxScorer(recipe_scorer, WordWindows(**MAXP_WINDOWS))}
+    if "query128" in variants:
+        scorers["query128"] = make_scorer(model, tokenizer, max_length, 128, device, EVAL_BATCH)
+    if "maxp-budget" in variants:
+        backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        backend.no_truncation()
+        backend.no_padding()
+        scorers["maxp-budget"] = PassageMaxScorer(
+            recipe_scorer, BudgetWindows(backend, max_length, query_max_length, **BUDGET_WINDOWS))
     figures: dict[str, dict[str, dict[str, float]]] = {}
     with scoring_mode(model, device, torch.float16 if device.type == "cuda" else None):
         for variant in variants:

