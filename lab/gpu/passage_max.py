@@ -53,11 +53,11 @@ class BudgetWindows:
     offsets, so each is a span of the original, never a re-decoded string.
     """
 
-    def __init__(self, tokenizer, max_length: int, query_max_length: int, overlap: int, most: int,
-                 special_tokens: int = 3) -> None:
+    def __init__(self, tokenizer, max_length: int, query_max_length: int, overlap: int, most: int) -> None:
         self.tokenizer = tokenizer
         self.max_length, self.query_max_length = max_length, query_max_length
-        self.overlap, self.most, self.special_tokens = overlap, most, special_tokens
+        self.overlap, self.most = overlap, most
+        self.special_tokens = tokenizer.num_special_tokens_to_add(True)  # as PairEncoder counts them
 
     def __call__(self, query: str, document: str) -> list[str]:
         query_tokens = min(len(self.tokenizer.encode(query, add_special_tokens=False).ids), self.query_max_length)

@@ -90,8 +90,8 @@ def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher]
     server a user would write, `st_baseline`), the proxy (batching on) and the baseline also run in
     interleaved rounds at `clients` and at one client, on the same replayed windows. The proxy's mean
     time per stage over the one-client rounds (`stage_means`) says what the added latency is made of.
-    Each of `rates`
-    (searches a second) is then offered open loop for `duration_s` (batching on): p50/p99 at that rate.
+    Each of `rates` (searches a second) is then offered open loop for `duration_s` (batching on):
+    p50/p99 at that rate.
     """
     replay = load_replay(replay_path)
     searches = replay.searches
