@@ -49,6 +49,10 @@ RunBatch = Callable[[EncodedBatch], np.ndarray]
 # ONNX Runtime's AttentionBackend bits: flash, memory-efficient (cutlass), TensorRT fused, cuDNN
 # flash, unfused math, TensorRT flash.
 SDPA_KERNELS = (1, 2, 4, 8, 16, 32)
+# The same choice through ONNX Runtime's environment variables, which a session created without
+# `sdpa_kernel` reads (so `serve`'s model server can be pointed at a kernel without a code change).
+SDPA_ENV = {1: "ORT_DISABLE_FLASH_ATTENTION", 2: "ORT_DISABLE_MEMORY_EFFICIENT_ATTENTION",
+            4: "ORT_DISABLE_FUSED_ATTENTION", 32: "ORT_DISABLE_TRT_FLASH_ATTENTION"}
 MERGE_WINDOWS = 16
 BATCH_TOKENS = 65_536
 
@@ -64,6 +68,36 @@ class Batches:
     @property
     def pairs(self) -> int:
         return sum(b.shape[0] for b in self.batches)
+
+
+def attention_env(bits: int) -> dict[str, str]:
+    """Environment variables that leave ONNX Runtime only the kernels of `bits` (and its unfused
+    fallback, which it always keeps when no `sdpa_kernel` is set).
+
+    >>> attention_env(8)["ORT_ENABLE_CUDNN_FLASH_ATTENTION"], attention_env(8)["ORT_DISABLE_TRT_FLASH_ATTENTION"]
+    ('1', '1')
+    >>> attention_env(32)["ORT_DISABLE_TRT_FLASH_ATTENTION"]
+    '0'
+    """
+    env = {name: "0" if bits & bit else "1" for bit, name in SDPA_ENV.items()}
+    env["ORT_ENABLE_CUDNN_FLASH_ATTENTION"] = "1" if bits & 8 else "0"
+    return env
+
+
+def best_attention(result: dict, min_gain: float = 1.03, max_diff: float = 0.02) -> int | None:
+    """The fastest `sdpa-K` variant that beats `product` by `min_gain` with scores within
+    `max_diff` of it (the export's fp16 parity bound), or None.
+
+    >>> best_attention({"variants": {"product": {"vs_product": 1.0, "max_abs_diff": 0.0},
+    ...     "sdpa-8": {"vs_product": 1.4, "max_abs_diff": 0.001}, "sdpa-16": {"vs_product": 1.5, "max_abs_diff": 0.5}}})
+    8
+    """
+    best, best_gain = None, min_gain
+    for name, row in result.get("variants", {}).items():
+        diff = row.get("max_abs_diff")
+        if name.startswith("sdpa-") and diff is not None and diff <= max_diff and row["vs_product"] >= best_gain:
+            best, best_gain = int(name.split("-")[1]), row["vs_product"]
+    return best
 
 
 def merged_batches(scorer: OnnxScorer, windows: Sequence[TextWindow], batch_tokens: int,
@@ -373,14 +407,24 @@ def markdown(result: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("export_dir", type=Path)
-    parser.add_argument("candidates", type=Path)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("export_dir", type=Path, nargs="?")
+    parser.add_argument("candidates", type=Path, nargs="?")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--env-from", type=Path, default=None,
+                        help="print shell exports that select the best attention kernel of this probe.json, then exit")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--debug-sdpa", default=None, help=argparse.SUPPRESS)  # the child of attention_kernels
     args = parser.parse_args(argv)
+    if args.env_from is not None:
+        bits = best_attention(json.loads(args.env_from.read_text()))
+        for name, value in ({} if bits is None else attention_env(bits)).items():
+            print(f"export {name}={value}")
+        print(f"# best attention kernel bits: {bits}")
+        return 0
+    if args.export_dir is None or args.candidates is None or args.out is None:
+        parser.error("EXPORT_DIR, CANDIDATES and --out are required (or --env-from PROBE_JSON alone)")
     if args.debug_sdpa is not None:
         debug_one_batch(args.export_dir, args.candidates, args.debug_sdpa)
         return 0
