@@ -14,6 +14,8 @@ turn, so drift on a shared machine hits them alike, and each is checked against 
 - `two-sessions`: two sessions, each on its own stream, fed by two threads, so the difference
   is how long the GPU idles between one session's runs;
 - `tokens-N`: `product` on batches cut by an N-token budget instead;
+- `packed`: the same graph with unpadded attention (`lab.gpu.packed_graph`: RemovePadding and
+  PackedAttention, the encoder on the batch's real tokens only);
 - `cuda-graph`: on the full 256 x 256 batches only, one captured CUDA graph replayed, against
   `product` on the same batches.
 
@@ -31,6 +33,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +47,7 @@ from es_rerank.data.candidates import TextWindow, read_candidates
 from es_rerank.proxy.workers import MODEL_SERVER_MAX_ROWS
 from es_rerank.scoring.cross_encoder import OnnxScorer
 from es_rerank.scoring.onnx_session import EncodedBatch, batch_by_length, session_options
+from lab.gpu.packed_graph import packed_copy
 
 RunBatch = Callable[[EncodedBatch], np.ndarray]
 # ONNX Runtime's AttentionBackend bits: flash, memory-efficient (cutlass), TensorRT fused, cuDNN
@@ -303,6 +307,14 @@ def debug_one_batch(export_dir: Path, candidates: Path, sdpa: str) -> None:
     sys.stdout.flush()
 
 
+def packed_file(model_file: Path) -> Path:
+    """The unpadded-attention copy of `model_file` (lab.gpu.packed_graph), in a temporary folder:
+    it is as large as the model, too large to come back with the results."""
+    target = Path(tempfile.mkdtemp(prefix="probe-packed-")) / model_file.name
+    packed_copy(str(model_file), str(target))
+    return target
+
+
 def probe(export_dir: Path, candidates: Path, queries: int, rounds: int, device: str,
           save: Callable[[dict], None]) -> dict:
     """All measurements; `save` gets the result so far after each step, so a crash in a late,
@@ -329,6 +341,12 @@ def probe(export_dir: Path, candidates: Path, queries: int, rounds: int, device:
                 variants[f"sdpa-{bits}"] = (work, serial(cuda.host_bound(cuda.session(sdpa_kernel=str(bits)))))
             except Exception as exc:
                 errors[f"sdpa-{bits}"] = first_line(exc)
+        try:
+            packed = CudaVariants(packed_file(export_dir / scorer.variant.file), scorer.meta.input_names,
+                                  scorer.meta.output_name)
+            variants["packed"] = (work, serial(packed.host_bound(packed.session())))
+        except Exception as exc:
+            errors["packed"] = first_line(exc)
         try:
             variants["device-inputs"] = (work, cuda.device_inputs(cuda.session(), work))
             variants["two-sessions"] = (work, cuda.two_sessions())
