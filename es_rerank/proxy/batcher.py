@@ -109,7 +109,8 @@ class Batcher:
         job = _Job(query, list(documents), loop.create_future(), loop, time.monotonic() + timeout_s)
         if self._two_stage:
             job.encoded = await asyncio.wait_for(self._encode(loop, job), timeout_s)
-            timeout_s = max(job.expires_at - time.monotonic(), 0.0)
+            job.enqueued_at = time.monotonic()  # the queue stage starts here; tokenizing has its own
+            timeout_s = max(job.expires_at - job.enqueued_at, 0.0)
         with self._wake:
             if self._stopping:
                 raise ScoringError("the scoring worker is stopping")

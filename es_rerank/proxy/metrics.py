@@ -143,6 +143,16 @@ class Histogram(_Metric):
         series = self._series.get(values)
         return sum(series[0]) if series else 0
 
+    def total(self, values: tuple = ()) -> float:
+        """The sum of one series' observations.
+
+        Example:
+            >>> h = Histogram("x_seconds", "Time.", (0.1,)); h.observe(0.05); h.observe(0.25); h.total()
+            0.3
+        """
+        series = self._series.get(values)
+        return series[1] if series else 0.0
+
     def lines(self) -> list[str]:
         """Bucket, sum and count lines per series.
 

@@ -158,3 +158,40 @@ def test_two_stage_scorer_tokenizes_on_the_pool_and_scores_on_the_worker():
     assert [r.tolist() for r in results] == [[float(n), 2.0] for n in range(1, 6)]
     assert all(name.startswith("es-rerank-tokenize") for name in scorer.encode_threads)
     assert scorer.score_threads == {"es-rerank-scorer"} and sum(scorer.calls) == 10
+
+
+class _SlowTokenizer(_TwoStage):
+    """Tokenizing that lasts until the clock has moved on, and records when it ended and when the
+    model call began, so the queue stage can be checked against what really happened between."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoded_at, self.scored_at = [], []
+
+    def encode_pairs(self, queries, documents):
+        started = time.monotonic()
+        while time.monotonic() - started < 0.05:  # a condition on the clock, not a timed assertion
+            pass
+        pairs = super().encode_pairs(queries, documents)
+        self.encoded_at.append(time.monotonic())
+        return pairs
+
+    def score_encoded(self, pairs):
+        self.scored_at.append(time.monotonic())
+        return super().score_encoded(pairs)
+
+
+def test_the_queue_stage_counts_the_wait_for_the_model_not_the_tokenizing_before_it():
+    scorer, metrics = _SlowTokenizer(), ProxyMetrics()
+
+    async def run():
+        batcher = Batcher(scorer, BatchSettings(encode_threads=1), metrics)
+        batcher.start(warm_up=False)
+        try:
+            return await batcher.score("q", ["a", "bb"], timeout_s=30.0)
+        finally:
+            batcher.stop()
+
+    assert asyncio.run(run()).tolist() == [1.0, 2.0]
+    assert metrics.stage_seconds.total(("tokenize",)) >= 0.05
+    assert metrics.stage_seconds.total(("queue",)) <= scorer.scored_at[0] - scorer.encoded_at[0]
