@@ -1,10 +1,10 @@
 """Unpadded attention for the fused BERT graph: ONNX Runtime's `RemovePadding` + `PackedAttention`.
 
-The fused `Attention` nodes of our export get a 1-D mask (each row's length). With it ONNX
-Runtime on sm90 runs attention on the padded batch, writing each head's full score matrix. In
-packed form the encoder works on the T real tokens of the batch ([T, hidden] instead of
-[batch, seq, hidden]), and `PackedAttention` runs on cumulative sequence lengths, which its
-memory-efficient kernel accepts.
+The fused `Attention` nodes of our export run on the padded batch, with a 1-D mask (each row's
+length). In packed form the encoder works on the T real tokens of the batch ([T, hidden] instead
+of [batch, seq, hidden]), and `PackedAttention` runs on cumulative sequence lengths. The probe
+measures whether that pays: on an H100 it did not (0.83x), since the padded graph already gets
+cuDNN's flash attention and the length-sorted batches carry little padding (docs/benchmarks.md).
 
 ONNX Runtime's own `convert_to_packing_mode` restores the padding after the last layer norm.
 In our served graph the last layer already works on [CLS] alone (`export/first_token.py`), so
@@ -43,7 +43,7 @@ def pack_attention(model: onnx.ModelProto) -> int:
                                             f"{hidden}/cumulative_lengths", f"{hidden}/max_length")
     consumers = _consumers(graph)
     constants = _constants(graph)
-    region = _packed_region(graph, hidden, consumers, constants)
+    region = _packed_region(hidden, consumers, constants)
 
     starts = [numpy_helper.from_array(np.array([0], np.int64), f"{hidden}/zero"),
               numpy_helper.from_array(np.array([-1], np.int64), f"{hidden}/minus_one"),
@@ -92,7 +92,7 @@ def _constants(graph) -> dict[str, np.ndarray]:
     return values
 
 
-def _packed_region(graph, hidden: str, consumers: dict[str, list], constants: dict[str, np.ndarray]) -> set[str]:
+def _packed_region(hidden: str, consumers: dict[str, list], constants: dict[str, np.ndarray]) -> set[str]:
     """Every tensor that holds one row per real token once `hidden` is packed."""
     region, todo = {hidden}, [hidden]
     while todo:
