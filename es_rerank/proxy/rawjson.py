@@ -116,10 +116,25 @@ def _walk_object(text: str, index: int, shape: dict, raw: RawText):
             if text[index] != ":":
                 raise ValueError(f"expected ':' at character {index}")
             index = _skip(text, index + 1)
-        value, index = _walk(text, index, shape.get(key), raw)
+        below = shape.get(key)
+        if below is None:  # most keys: decoded by the C scanner here, without _walk's frame (a hit's _source, _id)
+            try:
+                value, end = _SCAN(text, index)
+            except StopIteration:
+                raise ValueError(f"expected a value at character {index}") from None
+            if isinstance(value, _KEPT_TYPES):
+                raw[id(value)] = (value, text[index:end])
+            index = end
+        else:
+            value, index = _walk(text, index, below, raw)
         if key in out:
             raise ValueError(f"key {key!r} repeats in one object")
         out[key] = value
+        if text[index] == ",":  # compact JSON: the next key follows at once
+            index += 1
+            if text[index] in _WHITESPACE_CHARS:
+                index = _WHITESPACE.match(text, index).end()
+            continue
         index = _skip(text, index)
         if text[index] == "}":
             return out, index + 1
