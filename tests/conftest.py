@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.node)
         if "minilm_export" in needs:
             item.add_marker(pytest.mark.export)
-        if needs & {"elasticsearch8", "elasticsearch9", "opensearch3", "engine_node"}:
+        if needs & {"elasticsearch8", "elasticsearch9", "opensearch3", "opensearch3_knn", "engine_node"}:
             item.add_marker(pytest.mark.engines)
 
 
@@ -132,6 +132,16 @@ def opensearch3():
     from tests.support.engine_nodes import running_engine_node
 
     with running_engine_node("opensearch3") as node:
+        yield node
+
+
+@pytest.fixture(scope="session")
+def opensearch3_knn():
+    """A local OpenSearch 3 node with the k-NN plugin (port 9234, its own distribution copy), for
+    `knn_vector` fields; started when a test asks; stopped after."""
+    from tests.support.knn_node import running_knn_node
+
+    with running_knn_node() as node:
         yield node
 
 

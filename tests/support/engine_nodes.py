@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 from es_rerank.engine.local_node import LocalNode, NodeSettings
@@ -41,11 +42,7 @@ def running_engine_node(name: str) -> Iterator[EngineNode]:
     """Claim the node's port, start it (fetching it the first time), yield it, stop it if started here."""
     engine, version, port = ENGINE_NODES[name]
     node = LocalNode(NodeSettings(engine=engine, version=version, port=port, heap=HEAP))
-    settings = node.settings
-    settings.cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.cache_dir / f"engine-node-{port}.lock", "w") as claim:
-        wait_until(lambda: _try_lock(claim), f"another test run to let go of the {name} node on port {port}",
-                   cap_s=CLAIM_CAP_S, every_s=1.0)
+    with claimed_port(node.settings.cache_dir, port, name):
         started_here = not node.status().running
         status = node.start()
         try:
@@ -53,6 +50,19 @@ def running_engine_node(name: str) -> Iterator[EngineNode]:
         finally:
             if started_here:
                 node.stop(timeout_s=30)
+
+
+@contextmanager
+def claimed_port(cache_dir: Path, port: int, name: str) -> Iterator[None]:
+    """Hold `<cache_dir>/engine-node-<port>.lock` for the block, waiting while another run holds it.
+
+    Any fixture that starts and stops a node on a shared port claims it so, whatever the node.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / f"engine-node-{port}.lock", "w") as claim:
+        wait_until(lambda: _try_lock(claim), f"another test run to let go of the {name} node on port {port}",
+                   cap_s=CLAIM_CAP_S, every_s=1.0)
+        yield
 
 
 def _try_lock(handle) -> bool:
