@@ -171,8 +171,15 @@ def prepare_index(client, index: str, recreate: bool, analyzer: str = ANALYZER, 
         client.indices.delete(index=index)
         exists = False
     if exists:
-        problems = mapping_differences(client.indices.get_mapping(index=index)[index]["mappings"], analyzer,
-                                       body["mappings"]["properties"])
+        mapping = client.indices.get_mapping(index=index)[index]["mappings"]
+        if VECTOR_FIELD in mapping.get("properties", {}) and VECTOR_FIELD not in body["mappings"]["properties"]:
+            # each document would be written again without its vector: the index's kNN half would be gone
+            raise IndexingError(
+                f"index {index} holds document vectors ({VECTOR_FIELD!r}), and indexing without a bi-encoder "
+                "would write every document again without its vector; nothing was written",
+                hint="pass --dense-model EXPORT (the bi-encoder the vectors came from), or --recreate to rebuild "
+                     "the index without vectors")
+        problems = mapping_differences(mapping, analyzer, body["mappings"]["properties"])
         if problems:
             raise IndexingError(
                 f"index {index} exists with a different mapping: {'; '.join(problems)}",
@@ -199,12 +206,29 @@ def mapping_differences(existing: dict, analyzer: str = ANALYZER, wanted: dict |
         if name not in have:
             problems.append(f"{name} is missing")
         elif name == VECTOR_FIELD:
-            size = spec.get("dims", spec.get("dimension"))
-            if have[name].get("type") != spec["type"] or have[name].get("dims", have[name].get("dimension")) != size:
-                problems.append(f"{name} is {json.dumps(have[name], sort_keys=True)}, expected {spec['type']} of {size}")
+            if not _holds(have[name], spec):  # the similarity too: kNN over vectors compared otherwise ranks otherwise
+                problems.append(f"{name} is {json.dumps(have[name], sort_keys=True)}, "
+                                f"expected {json.dumps(spec, sort_keys=True)}")
         elif {k: have[name].get(k) for k in spec} != spec:
             problems.append(f"{name} is {json.dumps(have[name], sort_keys=True)}, expected text with analyzer {analyzer}")
     return problems
+
+
+def _holds(have: dict, wanted: dict) -> bool:
+    """Whether mapping `have` has every setting of `wanted`, nested ones too (the engine adds defaults).
+
+    Example:
+        >>> _holds({"type": "knn_vector", "method": {"space_type": "l2", "engine": "lucene"}},
+        ...        {"type": "knn_vector", "method": {"space_type": "cosinesimil"}})
+        False
+    """
+    for key, value in wanted.items():
+        if isinstance(value, dict):
+            if not isinstance(have.get(key), dict) or not _holds(have[key], value):
+                return False
+        elif have.get(key) != value:
+            return False
+    return True
 
 
 def _bulk_index(client, index: str, docs: Iterable[Document], vectors: DocumentVectors | None = None) -> int:

@@ -168,3 +168,37 @@ def test_index_command_with_dense_model_writes_a_knn_vector_field_and_reuses_it(
     check_vector_field(client, CLI_INDEX, dim)
     with pytest.raises(ConfigError, match=f"stores {dim}-float vectors"):
         check_vector_field(client, CLI_INDEX, dim + 1)
+
+
+def test_indexing_without_a_bi_encoder_into_an_index_with_vectors_is_refused_and_keeps_them(
+        indexed, opensearch3_knn, sample):  # noqa: F811
+    """Writing the documents again without vectors would empty the kNN half: refused before any write."""
+    client = indexed.client
+    with_vectors = {"query": {"exists": {"field": VECTOR_FIELD}}}
+    before = client.count(index=INDEX, body=with_vectors)["count"]
+    assert before == len(indexed.docs)
+    refused = run_cli("index", str(sample), "--index", INDEX, "--opensearch", opensearch3_knn.url)
+    assert refused.returncode != 0
+    assert "holds document vectors" in refused.stderr and "--dense-model EXPORT" in refused.stderr, refused.stderr
+    client.indices.refresh(index=INDEX)
+    assert client.count(index=INDEX, body=with_vectors)["count"] == before
+
+
+def test_an_existing_vector_field_of_another_similarity_is_refused(opensearch3_knn, sample, indexed):  # noqa: F811
+    """An index whose vectors are compared by l2 would rank kNN candidates otherwise: a mapping difference."""
+    from es_rerank.errors import IndexingError
+
+    client = indexed.client
+    index = "test-os-knn-l2"
+    if client.indices.exists(index=index):
+        client.indices.delete(index=index)
+    dim = indexed.scorer.meta.dim
+    body = {"settings": {"index": {"knn": True}}, "mappings": {"properties": {
+        "title": {"type": "text", "analyzer": "english"}, "text": {"type": "text", "analyzer": "english"},
+        VECTOR_FIELD: {"type": "knn_vector", "dimension": dim,
+                       "method": {"name": "hnsw", "engine": "lucene", "space_type": "l2"}}}}}
+    client.indices.create(index=index, body=body)
+    with pytest.raises(IndexingError, match="exists with a different mapping: embedding is .*l2.*cosinesimil"):
+        index_corpus(client, sample, index, vectors=DocumentVectors(indexed.scorer.embed, dim))
+    assert client.count(index=index)["count"] == 0  # nothing was written
+    client.indices.delete(index=index)
