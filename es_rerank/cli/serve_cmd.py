@@ -76,9 +76,6 @@ _server = ServerSettings()
         help="Merge concurrent searches into shared model calls.")
 @option("--encode-threads", type=int, default=_batch.encode_threads,
         help="Threads that tokenize searches before the model call (0: one per CPU, at most 8).")
-@option("--model-calls-in-flight", type=click.IntRange(0, 8), default=0,
-        help="Merged cross-encoder calls each process keeps in flight (0: 2 with --workers > 1, so the model "
-             "server always has the next one waiting; 1 in one process).")
 @option("--connect-timeout-s", type=float, default=_up.connect_timeout_s,
         help="Timeout for connecting to OpenSearch.")
 @option("--read-timeout-s", type=float, default=_up.read_timeout_s, help="Timeout between reads from OpenSearch.")
@@ -110,7 +107,7 @@ def serve(ctx: click.Context, opensearch_url: str | None, opensearch_ca_file: Pa
           fusion_file: Path | None, dense_model: Path | None, dense_threads: int,
           max_window: int, host: str, port: int, max_in_flight: int,
           overload: str, shed_status: str, retry_after_s: int, batch_max_pairs: int, cross_request_batching: bool,
-          encode_threads: int, model_calls_in_flight: int,
+          encode_threads: int,
           connect_timeout_s: float, read_timeout_s: float, max_body_bytes: int, max_json_depth: int,
           body_timeout_s: float, drain_delay_s: float, drain_timeout_s: float, header_timeout_s: float,
           max_connections: int, log_level: str, allow_harm: bool, no_window_sizing: bool,
@@ -151,25 +148,24 @@ def serve(ctx: click.Context, opensearch_url: str | None, opensearch_ca_file: Pa
     if online_ab is not None and not ab_secret:
         click.echo("warning: no --ab-secret: the hashed client ids in the A/B log can be reversed by hashing "
                    "candidate addresses; set ES_RERANK_SERVE_AB_SECRET", err=True)
-    from es_rerank.proxy.workers import default_workers
-
-    workers = workers or (1 if online_ab is not None else default_workers())
-    if online_ab is not None and workers > 1:
-        raise ConfigError(f"--ab-split needs one process, got --workers {workers}",
-                          hint="pass --workers 1: the A/B log is written by one process")
     settings = ProxySettings(
         upstream=UpstreamSettings(resolve_url(opensearch_url), connect_timeout_s, read_timeout_s,
                                   ca_file=opensearch_ca_file, verify=not opensearch_insecure, engine=upstream_engine),
         rules=rules, max_window=max_window,
         limits=LimitSettings(max_body_bytes, max_json_depth, body_timeout_s),
         load=LoadSettings(max_in_flight, overload, int(shed_status), retry_after_s),
-        batch=BatchSettings(batch_max_pairs, cross_request_batching, encode_threads,
-                            calls_in_flight=model_calls_in_flight or (2 if workers > 1 else 1)),
+        batch=BatchSettings(batch_max_pairs, cross_request_batching, encode_threads),
         server=ServerSettings(host, port, drain_delay_s, drain_timeout_s, header_timeout_s, max_connections),
         online_ab=online_ab)
     from es_rerank.proxy.guard_rail import guard_rules
     from es_rerank.proxy.window_sizing import sized_rules
 
+    from es_rerank.proxy.workers import default_workers
+
+    workers = workers or (1 if online_ab is not None else default_workers())
+    if online_ab is not None and workers > 1:
+        raise ConfigError(f"--ab-split needs one process, got --workers {workers}",
+                          hint="pass --workers 1: the A/B log is written by one process")
     rules, decisions = guard_rules(rules, model, allow_harm)
     for line in decisions:
         click.echo(line, err=True)

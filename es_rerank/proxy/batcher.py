@@ -1,10 +1,8 @@
-"""One scoring worker per model: threads that run the scorer off the event loop.
+"""One scoring worker per model: a thread that runs the scorer off the event loop.
 
-Searches that arrive while the model is busy wait in a queue; when a scoring thread frees up it
+Searches that arrive while the model is busy wait in a queue; when the worker frees up it
 merges their pairs into one model call (up to `max_pairs`), then hands each search its slice of
-the scores. With `cross_request=False` every search gets a model call of its own. There is one
-scoring thread unless `calls_in_flight` asks for more (a model server, which merges the calls of
-every worker, is fed best with the next call already waiting).
+the scores. With `cross_request=False` every search gets a model call of its own.
 
 Example:
     >>> class Length:
@@ -62,7 +60,7 @@ class _Job:
 
 
 class Batcher:
-    """Scores (query, documents) jobs on `settings.calls_in_flight` threads, merging concurrent jobs into shared calls."""
+    """Scores (query, documents) jobs on one worker thread, merging concurrent jobs into shared calls."""
 
     def __init__(self, scorer: Scorer, settings: BatchSettings, metrics: ProxyMetrics) -> None:
         self.scorer = scorer
@@ -71,7 +69,7 @@ class Batcher:
         self._jobs: deque[_Job] = deque()
         self._wake = threading.Condition()
         self._stopping = False
-        self._threads: list[threading.Thread] = []
+        self._thread: threading.Thread | None = None
         self.warm = threading.Event()
         self.warm_error: str = ""
         # Tokenizing is CPU work that parallelises; only the model call is serialised. So a
@@ -82,23 +80,19 @@ class Batcher:
             if self._two_stage else None
 
     def start(self, warm_up: bool = True) -> None:
-        """Start the scoring threads; with `warm_up`, the first scores a few pairs so the first search is not slow.
+        """Start the worker thread; with `warm_up`, it first scores one pair so the first search is not slow.
         """
-        for k in range(self.settings.calls_in_flight):
-            name = "es-rerank-scorer" + (f"-{k}" if k else "")
-            thread = threading.Thread(target=self._run, args=(warm_up, k == 0), name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._thread = threading.Thread(target=self._run, args=(warm_up,), name="es-rerank-scorer", daemon=True)
+        self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Ask the scoring threads to finish the model calls they are in and exit; waits up to `timeout_s`.
+        """Ask the worker to finish the model call it is in and exit; waits up to `timeout_s`.
         """
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
-        deadline = time.monotonic() + timeout_s
-        for thread in self._threads:
-            thread.join(max(deadline - time.monotonic(), 0.0))
+        if self._thread is not None:
+            self._thread.join(timeout_s)
         if self._encode_pool is not None:
             self._encode_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -136,11 +130,10 @@ class Batcher:
         self.metrics.stage_seconds.observe(time.monotonic() - started, ("tokenize",))
         return encoded
 
-    def _run(self, warm_up: bool, first: bool) -> None:
-        if first:  # one warm-up is enough: the others share its model
-            if warm_up:
-                self._warm_up()
-            self.warm.set()
+    def _run(self, warm_up: bool) -> None:
+        if warm_up:
+            self._warm_up()
+        self.warm.set()
         while True:
             batch = self._next_batch()
             if batch is None:

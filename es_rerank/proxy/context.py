@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from typing import Mapping
 
 from aiohttp import web
@@ -48,9 +47,7 @@ class ProxyContext:
         self.windows = ResultWindows(self.upstream)
         self.batcher = Batcher(scorer, settings.batch, self.metrics) if scorer is not None else None
         # One worker per dense model, like the cross-encoder's: both model calls of a search run at once.
-        # A dense model runs in this process, where a second call at once would only compete for its cores.
-        dense_batch = replace(settings.batch, calls_in_flight=1)
-        self.dense_batchers = {name: Batcher(dense, dense_batch, self.metrics)
+        self.dense_batchers = {name: Batcher(dense, settings.batch, self.metrics)
                                for name, dense in dense_scorers.items()}
         # Online A/B (--ab-split): the arm of each reranked search, its log line, and click events.
         self.ab = OnlineAb(settings.online_ab) if settings.online_ab else None

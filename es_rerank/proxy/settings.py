@@ -219,13 +219,9 @@ class BatchSettings:
     cross_request: bool = True
     # Threads that tokenize searches before they queue for the model (0: one per CPU, at most 8).
     encode_threads: int = 0
-    # Merged cross-encoder calls one process keeps in flight. Two through a model server: the next
-    # call already waits there while one runs, so the GPU does not idle between a worker's calls.
-    calls_in_flight: int = 1
 
     def __post_init__(self) -> None:
         _positive_int(self.max_pairs, "batch size in pairs", "e.g. --batch-max-pairs 512")
-        _positive_int(self.calls_in_flight, "model calls in flight", "e.g. --model-calls-in-flight 2")
         if not isinstance(self.encode_threads, int) or self.encode_threads < 0:
             raise ConfigError(f"encode threads must be an int >= 0, got {self.encode_threads!r}",
                               hint="e.g. --encode-threads 4 (0: one per CPU, at most 8)")

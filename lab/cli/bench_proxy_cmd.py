@@ -97,15 +97,11 @@ def record_command(dataset_dir: Path, index: str, out: Path, window: int, split:
 @option("--baseline-batch-size", type=int, default=32, help="CrossEncoder.predict's batch_size (its default: 32).")
 @option("--rate", "rates", type=click.FloatRange(min=0, min_open=True), multiple=True,
         help="Also offer this many searches a second, open loop, for --duration-s (repeatable): p50/p99 at that rate.")
-@option("--model-calls-in-flight", type=click.IntRange(0, 8), default=0,
-        help="`serve --model-calls-in-flight` of the proxy measured (0: serve's default).")
-@option("--compare-calls-in-flight", type=click.IntRange(1, 8), multiple=True,
-        help="Also run the closed loop at --clients with this many calls in flight (repeatable): rps_calls_in_flight_N.")
 @option("--json-out", type=click.Path(path_type=Path), default=None, help="Also write the figures to this JSON file.")
 def rerank_command(replay: Path, model: Path, device: str, clients: int, duration_s: float, rounds: int,
                    latency_duration_s: float, batch_max_pairs: int, model_batch_size: int, workers: int,
                    batch_tokens: int, baseline_model: Path | None, baseline_batch_size: int, rates: tuple[float, ...],
-                   model_calls_in_flight: int, compare_calls_in_flight: tuple[int, ...], json_out: Path | None) -> None:
+                   json_out: Path | None) -> None:
     """Rerank stage through the proxy against a replay upstream.
 
     Reports added p50/p99 at one client, and req/s at saturation with and without cross-request batching.
@@ -119,13 +115,9 @@ def rerank_command(replay: Path, model: Path, device: str, clients: int, duratio
               "--window", str(header["window"]), "--deadline-ms", "60000", "--max-in-flight", str(max(clients * 2, 64)),
               "--batch-max-pairs", str(batch_max_pairs), "--model-batch-size", str(model_batch_size),
               "--workers", str(workers), "--batch-tokens", str(batch_tokens)]
-    served = common + ["--model-calls-in-flight", str(model_calls_in_flight)]
 
     def launcher_for(batching: bool):
-        return cli_proxy(served + ["--cross-request-batching" if batching else "--no-cross-request-batching"])
-
-    variants = {f"calls_in_flight_{n}": cli_proxy(common + ["--model-calls-in-flight", str(n)])
-                for n in compare_calls_in_flight}
+        return cli_proxy(common + ["--cross-request-batching" if batching else "--no-cross-request-batching"])
 
     baseline = None
     if baseline_model is not None:
@@ -135,14 +127,11 @@ def rerank_command(replay: Path, model: Path, device: str, clients: int, duratio
         baseline = baseline_launcher(baseline_model, device, read_meta(model).max_length, header["window"],
                                      header["fields"], baseline_batch_size)
     figures = rerank_benchmark(replay, launcher_for, clients=clients, duration_s=duration_s, rounds=rounds,
-                               latency_duration_s=latency_duration_s, baseline=baseline, rates=rates,
-                               variants=variants)
+                               latency_duration_s=latency_duration_s, baseline=baseline, rates=rates)
     figures["command"] = (f"es-rerank bench proxy rerank --replay {replay} --model {model} --device {device} "
                           f"--clients {clients} --duration-s {duration_s} --rounds {rounds} "
                           f"--latency-duration-s {latency_duration_s} --batch-max-pairs {batch_max_pairs} "
                           f"--model-batch-size {model_batch_size} --workers {workers} --batch-tokens {batch_tokens}"
                           + (f" --baseline-model {baseline_model} --baseline-batch-size {baseline_batch_size}"
-                             if baseline_model else "") + "".join(f" --rate {rate:g}" for rate in rates)
-                          + f" --model-calls-in-flight {model_calls_in_flight}"
-                          + "".join(f" --compare-calls-in-flight {n}" for n in compare_calls_in_flight))
+                             if baseline_model else "") + "".join(f" --rate {rate:g}" for rate in rates))
     _emit(figures, json_out)

@@ -14,7 +14,7 @@ import platform
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator, Mapping, Sequence
+from typing import Callable, ContextManager, Iterator, Sequence
 
 from es_rerank.proxy.settings import ProxySettings
 from es_rerank.errors import EsRerankError
@@ -82,7 +82,7 @@ def passthrough_benchmark(opensearch_url: str, requests: list[LoadRequest], laun
 def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher], clients: int = 64,
                      duration_s: float = 10.0, rounds: int = 4, warmup_s: float = 2.0,
                      latency_duration_s: float = 10.0, baseline: Launcher | None = None,
-                     rates: Sequence[float] = (), variants: Mapping[str, Launcher] | None = None) -> dict:
+                     rates: Sequence[float] = ()) -> dict:
     """Rerank stage through the proxy against a replay upstream: added p50/p99 at one client, req/s at saturation.
 
     `launcher_for(batching)` gives a launcher with cross-request batching on or off. The baseline for
@@ -91,8 +91,7 @@ def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher]
     interleaved rounds at `clients` and at one client, on the same replayed windows. The proxy's mean
     time per stage over the one-client rounds (`stage_means`) says what the added latency is made of.
     Each of `rates` (searches a second) is then offered open loop for `duration_s` (batching on):
-    p50/p99 at that rate. Each of `variants` (a name and its launcher, e.g. another setting of the
-    served proxy) runs the same closed loop at `clients` after the unbatched proxy.
+    p50/p99 at that rate.
     """
     replay = load_replay(replay_path)
     searches = replay.searches
@@ -111,10 +110,6 @@ def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher]
                                       rounds, warmup_s, latency_duration_s) if baseline else {}
         with launcher_for(False)(upstream) as proxy_url:
             unbatched = run_closed_loop(proxy_url, proxy_requests, clients, duration_s, warmup_s)
-        others = {}
-        for name, launcher in (variants or {}).items():
-            with launcher(upstream) as proxy_url:
-                others[name] = run_closed_loop(proxy_url, proxy_requests, clients, duration_s, warmup_s)
     return {
         **versus,
         "candidates": replay.header.get("window"),
@@ -128,8 +123,6 @@ def rerank_benchmark(replay_path: Path, launcher_for: Callable[[bool], Launcher]
         f"{clients}_clients_batched": batched.summary(),
         f"{clients}_clients_unbatched": unbatched.summary(),
         **({"open_loop_rps": open_loop} if open_loop else {}),
-        **{f"rps_{name}": round(result.rps, 1) for name, result in others.items()},
-        **{f"{clients}_clients_{name}": result.summary() for name, result in others.items()},
         "hardware": hardware(),
     }
 

@@ -84,40 +84,6 @@ def test_waiting_requests_of_several_workers_share_one_model_call(socket_path):
     assert results == {k: [float(k + 1)] * (k + 1) for k in range(4)}
 
 
-def test_one_scorer_shared_by_two_threads_has_both_requests_waiting_in_the_server(socket_path):
-    """Each thread has its own connection: the second request reaches the server while the first is scored."""
-    scorer = SumScorer(hold=True)
-    with ModelServer(scorer, socket_path) as server, RemoteScorer(socket_path) as remote:
-        results: dict[int, list[float]] = {}
-
-        def call(k: int) -> None:
-            results[k] = remote.score_encoded([pair(k, 10)]).tolist()
-
-        threads = [threading.Thread(target=call, args=(1,))]
-        threads[0].start()
-        assert scorer.entered.wait(60)  # the model holds the first thread's request
-        threads.append(threading.Thread(target=call, args=(2,)))
-        threads[1].start()
-        wait_until(functools.partial(queue_holds, server, 1), "the second thread's request to wait in the server")
-        scorer.release.set()
-        for thread in threads:
-            thread.join(60)
-    assert results == {1: [11.0], 2: [12.0]}
-    assert scorer.calls == [1, 1]
-
-
-def test_close_ends_every_threads_connection_and_the_next_call_opens_a_new_one(socket_path):
-    with ModelServer(SumScorer(), socket_path) as server, RemoteScorer(socket_path) as remote:
-        other = threading.Thread(target=remote.score_encoded, args=([pair(1)],))
-        other.start()
-        other.join(60)
-        assert remote.score_encoded([pair(2)]).tolist() == [2.0]
-        wait_until(lambda: len(server._connections) == 2, "both threads' connections to be open")
-        remote.close()
-        wait_until(lambda: not server._connections, "the server to see both connections closed")
-        assert remote.score_encoded([pair(3)]).tolist() == [3.0]
-
-
 def test_a_failing_request_does_not_fail_the_requests_it_was_merged_with(socket_path):
     scorer = SumScorer(hold=True)
     with ModelServer(scorer, socket_path) as server:

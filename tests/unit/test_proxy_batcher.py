@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 from es_rerank.proxy.settings import BatchSettings
-from es_rerank.errors import ConfigError, ScoringError, ScoringOutOfMemory
+from es_rerank.errors import ScoringError, ScoringOutOfMemory
 from es_rerank.proxy.batcher import Batcher
 from es_rerank.proxy.metrics import ProxyMetrics
 from tests.proxy_support import RaisingScorer, TermOverlapScorer
-from tests.support.waiting import wait_until
 
 
 class FirstCallSlow(TermOverlapScorer):
@@ -196,59 +195,3 @@ def test_the_queue_stage_counts_the_wait_for_the_model_not_the_tokenizing_before
     assert asyncio.run(run()).tolist() == [1.0, 2.0]
     assert metrics.stage_seconds.total(("tokenize",)) >= 0.05
     assert metrics.stage_seconds.total(("queue",)) <= scorer.scored_at[0] - scorer.encoded_at[0]
-
-
-class HeldCalls(TermOverlapScorer):
-    """Every call waits for `release`; `in_call` counts the calls running at once."""
-
-    def __init__(self):
-        super().__init__()
-        self.release = threading.Event()
-        self.in_call = 0
-        self.most_at_once = 0
-        self._lock = threading.Lock()
-
-    def score_pairs(self, queries, documents):
-        with self._lock:
-            self.in_call += 1
-            self.most_at_once = max(self.most_at_once, self.in_call)
-        try:
-            assert self.release.wait(60)
-            return super().score_pairs(queries, documents)
-        finally:
-            with self._lock:
-                self.in_call -= 1
-
-
-@pytest.mark.parametrize("calls_in_flight", [1, 2])
-def test_calls_in_flight_sets_how_many_model_calls_run_at_once(calls_in_flight):
-    scorer = HeldCalls()
-    batcher = Batcher(scorer, BatchSettings(calls_in_flight=calls_in_flight), ProxyMetrics())
-    batcher.start(warm_up=False)
-
-    async def two_searches():
-        (q1, docs1), (q2, docs2) = JOBS[:2]
-        first = asyncio.ensure_future(batcher.score(q1, docs1, 30.0))
-        await asyncio.to_thread(wait_until, lambda: scorer.in_call == 1, "the first search's call to start")
-        second = asyncio.ensure_future(batcher.score(q2, docs2, 30.0))
-        if calls_in_flight == 2:  # a second thread takes it while the first call runs
-            await asyncio.to_thread(wait_until, lambda: scorer.in_call == 2, "the second search's call to start")
-        else:
-            await asyncio.to_thread(wait_until, lambda: len(batcher._jobs) == 1, "the second search to queue")
-        scorer.release.set()
-        return await asyncio.gather(first, second)
-
-    try:
-        assert batcher.warm.wait(5)
-        results = asyncio.run(two_searches())
-    finally:
-        batcher.stop()
-    for got, (q, docs) in zip(results, JOBS[:2]):
-        np.testing.assert_array_equal(got, TermOverlapScorer().score_pairs([q] * len(docs), docs))
-    assert scorer.most_at_once == calls_in_flight
-    assert len(scorer.calls) == 2  # neither merged: the second arrived while the first was running
-
-
-def test_calls_in_flight_must_be_positive():
-    with pytest.raises(ConfigError, match="model calls in flight must be a positive integer"):
-        BatchSettings(calls_in_flight=0)

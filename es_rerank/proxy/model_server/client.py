@@ -31,18 +31,16 @@ SERVER_HINT = "the proxy serves BM25 order meanwhile; see the model server's log
 class RemoteScorer:
     """Scores through a `ModelServer` listening on `socket_path`; safe to share between threads.
 
-    Each calling thread has a connection of its own, with one request in flight on it at a
-    time. So a process whose scoring worker runs two threads has two requests waiting in the
-    model server, which merges them with the other workers' requests.
+    One request is in flight per connection at a time: the proxy's scoring worker is one
+    thread per process already, and the model server merges the workers' requests.
     """
 
     def __init__(self, socket_path: str, encoder: PairEncoder | None = None, timeout_s: float = 60.0) -> None:
         self.socket_path = socket_path
         self.encoder = encoder
         self.timeout_s = timeout_s
-        self._local = threading.local()  # this thread's socket, or None
-        self._open: set[socket.socket] = set()  # every thread's, for close()
-        self._open_lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
         self._ids = itertools.count(1)
 
     @classmethod
@@ -74,19 +72,20 @@ class RemoteScorer:
             return np.zeros(0, dtype=np.float32)
         request_id = next(self._ids)
         frame = request_frame(request_id, pairs)
-        try:
-            sock = self._connected()
-            sock.sendall(frame)
-            head = read_exact(sock, ANSWER_HEAD.size)
-            if head is None:
-                raise ConnectionError("the model server closed the connection")
-            answer_id, ok, n = ANSWER_HEAD.unpack(head)
-            body = read_exact(sock, answer_body_size(ok, n)) or b""
-        except (OSError, ScoringError) as exc:  # timeouts and a refused connection included
-            self._drop()
-            raise ScoringError(f"the model server at {self.socket_path} failed: {exc}", hint=SERVER_HINT) from exc
+        with self._lock:
+            try:
+                sock = self._connected()
+                sock.sendall(frame)
+                head = read_exact(sock, ANSWER_HEAD.size)
+                if head is None:
+                    raise ConnectionError("the model server closed the connection")
+                answer_id, ok, n = ANSWER_HEAD.unpack(head)
+                body = read_exact(sock, answer_body_size(ok, n)) or b""
+            except (OSError, ScoringError) as exc:  # timeouts and a refused connection included
+                self._drop()
+                raise ScoringError(f"the model server at {self.socket_path} failed: {exc}", hint=SERVER_HINT) from exc
         if answer_id != request_id:
-            self._drop()
+            self.close()
             raise ScoringError(f"the model server answered request {answer_id}, expected {request_id}",
                                hint=SERVER_HINT)
         if not ok:
@@ -97,11 +96,8 @@ class RemoteScorer:
         return parse_scores(body, n)
 
     def close(self) -> None:
-        """Close every thread's connection; a thread's next call opens a new one."""
-        with self._open_lock:
-            sockets, self._open = self._open, set()
-        for sock in sockets:
-            sock.close()
+        with self._lock:
+            self._drop()
 
     def __enter__(self) -> "RemoteScorer":
         return self
@@ -110,11 +106,9 @@ class RemoteScorer:
         self.close()
 
     def _connected(self) -> socket.socket:
-        sock = getattr(self._local, "sock", None)
-        if sock is not None and (sock.fileno() < 0 or peer_closed(sock)):
-            self._drop()  # closed here, or the model server restarted since: a request sent on it would fail
-            sock = None
-        if sock is None:
+        if self._sock is not None and peer_closed(self._sock):
+            self._drop()  # the model server restarted since: a request sent here would only meet EOF
+        if self._sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.timeout_s)
             try:
@@ -122,18 +116,13 @@ class RemoteScorer:
             except OSError:
                 sock.close()
                 raise
-            self._local.sock = sock
-            with self._open_lock:
-                self._open.add(sock)
-        return sock
+            self._sock = sock
+        return self._sock
 
     def _drop(self) -> None:
-        sock = getattr(self._local, "sock", None)
-        if sock is not None:
-            self._local.sock = None
-            with self._open_lock:
-                self._open.discard(sock)
-            sock.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 def peer_closed(sock: socket.socket) -> bool:
