@@ -128,33 +128,39 @@ def test_vectors_written_at_index_time_answer_knn_and_widen_the_pool(elasticsear
 
 def test_the_union_pool_keeps_bm25s_window_and_adds_knn_hits_with_their_own_bm25_scores(
         elasticsearch9, sample, minilm_dense_export):  # noqa: F811
-    """`data.pools.collect_union_candidates`: BM25's top k in its order, then the kNN hits it missed,
-    each with the BM25 score the unrestricted query gives it (0 when no query term matches)."""
     from es_rerank.data.indexing import DocumentVectors
-    from es_rerank.data.candidates import natural_key
-    from es_rerank.data.pools import collect_union_candidates
     from es_rerank.scoring.bi_encoder import DenseScorer
 
     client = make_client(elasticsearch9.url)
     scorer = DenseScorer.load(minilm_dense_export, threads=2)
     index_corpus(client, sample, "test-union-sample", recreate=True,
                  vectors=DocumentVectors(scorer.embed, scorer.meta.dim))
+    check_union_pool(client, elasticsearch9.url, "test-union-sample", "elasticsearch", sample, scorer,
+                     minilm_dense_export)
+
+
+def check_union_pool(client, url: str, index: str, engine: str, sample, scorer, dense_export) -> None:
+    """`data.pools.collect_union_candidates`: BM25's top k in its order, then the kNN hits it missed,
+    each with the BM25 score the unrestricted query gives it (0 when no query term matches); and
+    `fusion-candidates --knn-model`, which detects the engine, writes the same pool."""
+    from es_rerank.data.candidates import natural_key, read_candidates
+    from es_rerank.data.pools import collect_union_candidates
+
     queries, qrels = read_queries(sample), read_qrels(sample, "test")
     vectors = dict(zip(queries, scorer.embed(list(queries.values()))))
     depth = 10
-    union = collect_union_candidates(client, "test-union-sample", "elasticsearch", queries, vectors, depth)
+    union = collect_union_candidates(client, index, engine, queries, vectors, depth)
     assert union.meta["pool"] == "bm25+knn" and [q.query_id for q in union.queries] == sorted(queries, key=natural_key)
     widened, found = 0, {"bm25": 0, "union": 0}
     for query in union.queries:
-        bm25 = search_bm25(client, "test-union-sample", query.text, depth, source=False)
+        bm25 = search_bm25(client, index, query.text, depth, source=False)
         assert query.doc_ids[:len(bm25)] == [h.doc_id for h in bm25]
         assert len(set(query.doc_ids)) == len(query.doc_ids) <= 2 * depth
         scores = query.scores["bm25"]
         assert scores[:len(bm25)].tolist() == [h.score for h in bm25]
         extra = query.doc_ids[len(bm25):]
         widened += bool(extra)
-        deep = {h.doc_id: h.score for h in search_bm25(client, "test-union-sample", query.text, FILLER_DOCS * 2,
-                                                       source=False)}
+        deep = {h.doc_id: h.score for h in search_bm25(client, index, query.text, FILLER_DOCS * 2, source=False)}
         for doc_id, score in zip(extra, scores[len(bm25):]):
             assert score == pytest.approx(deep.get(doc_id, 0.0), rel=1e-6)
             assert score <= bm25[-1].score  # BM25 ranked it below its window, so BM25 order keeps the window
@@ -163,13 +169,9 @@ def test_the_union_pool_keeps_bm25s_window_and_adds_knn_hits_with_their_own_bm25
         found["union"] += len(set(query.doc_ids) & relevant(qrels, query.query_id))
     assert widened > 0 and found["union"] > found["bm25"]
 
-    # `fusion-candidates --knn-model` writes this same pool, for score-candidates and fit-fusion.
-    from es_rerank.data.candidates import read_candidates
-
-    out = sample / "union.jsonl.gz"
-    made = run_cli("fusion-candidates", str(sample), "--index", "test-union-sample", "--split", "test", "--depth",
-                   str(depth), "--knn-model", str(minilm_dense_export), "--out", str(out),
-                   "--opensearch", elasticsearch9.url)
+    out = sample / f"{index}-union.jsonl.gz"
+    made = run_cli("fusion-candidates", str(sample), "--index", index, "--split", "test", "--depth", str(depth),
+                   "--knn-model", str(dense_export), "--out", str(out), "--opensearch", url)
     assert made.returncode == 0, made.stderr
     assert f"BM25 top-{depth} ∪ kNN top-{depth} of {len(queries)} queries" in made.stdout
     written = read_candidates(out)

@@ -23,7 +23,7 @@ from es_rerank.engine.knn_query import VECTOR_FIELD, check_vector_field, search_
 from es_rerank.errors import ConfigError
 from tests.conftest import run_cli
 from tests.fixtures_export import minilm_dense_export  # noqa: F401 (fixture)
-from tests.integration.test_engines import FILLER_DOCS, sample  # noqa: F401 (fixture)
+from tests.integration.test_engines import FILLER_DOCS, check_union_pool, sample  # noqa: F401 (fixture)
 from tests.support.knn_node import KNN_PLUGIN, KNN_VERSION
 
 INDEX = "test-os-knn-sample"
@@ -98,46 +98,8 @@ def test_bm25_joined_with_knn_recalls_more_than_bm25_alone(indexed, sample):  # 
 
 def test_the_union_pool_keeps_bm25s_window_and_adds_knn_hits_with_their_own_bm25_scores(
         opensearch3_knn, indexed, sample, minilm_dense_export):  # noqa: F811
-    """`data.pools.collect_union_candidates` on OpenSearch: BM25's top k in its order, then the kNN
-    hits it missed, each with the BM25 score the unrestricted query gives it (0 when no term matches)."""
-    from es_rerank.data.candidates import natural_key, read_candidates
-    from es_rerank.data.pools import collect_union_candidates
-
-    client, scorer = indexed.client, indexed.scorer
-    queries, qrels = read_queries(sample), read_qrels(sample, "test")
-    vectors = dict(zip(queries, scorer.embed(list(queries.values()))))
-    depth = 10
-    union = collect_union_candidates(client, INDEX, "opensearch", queries, vectors, depth)
-    assert union.meta["pool"] == "bm25+knn" and [q.query_id for q in union.queries] == sorted(queries, key=natural_key)
-    widened, found = 0, {"bm25": 0, "union": 0}
-    for query in union.queries:
-        bm25 = search_bm25(client, INDEX, query.text, depth, source=False)
-        assert query.doc_ids[:len(bm25)] == [h.doc_id for h in bm25]
-        assert len(set(query.doc_ids)) == len(query.doc_ids) <= 2 * depth
-        scores = query.scores["bm25"]
-        assert scores[:len(bm25)].tolist() == [h.score for h in bm25]
-        extra = query.doc_ids[len(bm25):]
-        widened += bool(extra)
-        deep = {h.doc_id: h.score for h in search_bm25(client, INDEX, query.text, FILLER_DOCS * 2, source=False)}
-        for doc_id, score in zip(extra, scores[len(bm25):]):
-            assert score == pytest.approx(deep.get(doc_id, 0.0), rel=1e-6)
-            assert score <= bm25[-1].score  # BM25 ranked it below its window, so BM25 order keeps the window
-            assert union.docs[doc_id]  # the text the proxy would rerank
-        found["bm25"] += len({h.doc_id for h in bm25} & relevant(qrels, query.query_id))
-        found["union"] += len(set(query.doc_ids) & relevant(qrels, query.query_id))
-    assert widened > 0 and found["union"] > found["bm25"]
-
-    # `fusion-candidates --knn-model` detects OpenSearch and writes this same pool.
-    out = sample / "os-union.jsonl.gz"
-    made = run_cli("fusion-candidates", str(sample), "--index", INDEX, "--split", "test", "--depth", str(depth),
-                   "--knn-model", str(minilm_dense_export), "--out", str(out), "--opensearch", opensearch3_knn.url)
-    assert made.returncode == 0, made.stderr
-    assert f"BM25 top-{depth} ∪ kNN top-{depth} of {len(queries)} queries" in made.stdout
-    written = read_candidates(out)
-    assert written.meta["pool"] == "bm25+knn" and "--knn-model" in written.meta["history"][0]
-    assert {q.query_id: q.doc_ids for q in written.queries} == {q.query_id: q.doc_ids for q in union.queries}
-    for mine, theirs in zip(written.queries, union.queries):
-        assert mine.scores["bm25"].tolist() == pytest.approx(theirs.scores["bm25"].tolist())
+    check_union_pool(indexed.client, opensearch3_knn.url, INDEX, "opensearch", sample, indexed.scorer,
+                     minilm_dense_export)
 
 
 def test_index_command_with_dense_model_writes_a_knn_vector_field_and_reuses_it(

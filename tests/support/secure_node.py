@@ -23,7 +23,6 @@ import os
 import re
 import ssl
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,9 +30,10 @@ from pathlib import Path
 
 from es_rerank.errors import LocalNodeError
 from es_rerank.engine.local_node import LocalNode, NodeSettings
-from es_rerank.engine.local_node.fetch import Distribution, mvn_copy
+from es_rerank.engine.local_node.fetch import Distribution
 from es_rerank.engine.local_node.node import default_cache_dir, find_java_home
 from tests.support.https import JsonBody, Reply, call
+from tests.support.node_plugins import ensure_plugin
 from tests.support.security_config import (
     INDEX_MAPPING,
     SEED_DOCS,
@@ -46,10 +46,8 @@ from tests.support.security_config import (
 from tests.support.tls import TestPki, make_test_pki
 
 SECURE_VERSION = "2.19.4"
-PLUGIN_ARTIFACT = "org.opensearch.plugin:opensearch-security:{version}.0:zip"
 SECURE_PORT = 9280
 SECURE_HEAP = "512m"
-PLUGIN_INSTALL_TIMEOUT_S = 300
 HASH_TIMEOUT_S = 120
 PASSWORD_ENV = "ES_RERANK_TEST_PASSWORD"
 
@@ -71,25 +69,7 @@ def ensure_security_plugin(dist: Distribution, java_home: Path) -> Path:
         >>> ensure_security_plugin(dist, find_java_home()).name   # doctest: +SKIP
         'opensearch-security'
     """
-    plugin_dir = dist.home / "plugins" / "opensearch-security"
-    if (plugin_dir / "plugin-descriptor.properties").exists():
-        return plugin_dir
-    artifact = PLUGIN_ARTIFACT.format(version=dist.version)
-    with tempfile.TemporaryDirectory(dir=dist.home.parent) as tmp:
-        if not mvn_copy(artifact, Path(tmp)):
-            raise LocalNodeError(f"{artifact} is not on Maven Central",
-                                 hint="the plugin exists only for some OpenSearch versions; pin one that has it")
-        archive = Path(tmp) / f"opensearch-security-{dist.version}.0.zip"
-        result = subprocess.run(
-            [str(dist.home / "bin" / "opensearch-plugin"), "install", "--batch", archive.as_uri()],
-            env={**os.environ, "OPENSEARCH_JAVA_HOME": str(java_home), "JAVA_HOME": str(java_home)},
-            capture_output=True, text=True, timeout=PLUGIN_INSTALL_TIMEOUT_S,
-        )
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
-        raise LocalNodeError(f"installing {artifact} into {dist.home} failed:\n{tail}",
-                             hint=f"delete {dist.home} to start from a fresh distribution")
-    return plugin_dir
+    return ensure_plugin(dist, java_home, "opensearch-security")
 
 
 def hash_passwords(plugin_dir: Path, dist_home: Path, java_home: Path, accounts: dict[str, Account]) -> dict[str, str]:
