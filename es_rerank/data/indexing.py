@@ -206,7 +206,7 @@ def mapping_differences(existing: dict, analyzer: str = ANALYZER, wanted: dict |
         if name not in have:
             problems.append(f"{name} is missing")
         elif name == VECTOR_FIELD:
-            if not _holds(have[name], spec):  # the similarity too: kNN over vectors compared otherwise ranks otherwise
+            if not _holds(have[name], spec):  # the similarity too: vectors compared another way rank kNN hits otherwise
                 problems.append(f"{name} is {json.dumps(have[name], sort_keys=True)}, "
                                 f"expected {json.dumps(spec, sort_keys=True)}")
         elif {k: have[name].get(k) for k in spec} != spec:
