@@ -90,6 +90,11 @@ def _walk(text: str, index: int, shape, raw: RawText):
         return _walk_object(text, index, shape, raw)
     if isinstance(shape, list) and text[index] == "[":
         return _walk_array(text, index, shape[0], raw)
+    return _scan(text, index, raw)
+
+
+def _scan(text: str, index: int, raw: RawText):
+    """Decode the value at `index` whole, keeping its text."""
     try:
         value, end = _SCAN(text, index)  # the C scanner under raw_decode, without its Python frame
     except StopIteration:
@@ -117,16 +122,8 @@ def _walk_object(text: str, index: int, shape: dict, raw: RawText):
                 raise ValueError(f"expected ':' at character {index}")
             index = _skip(text, index + 1)
         below = shape.get(key)
-        if below is None:  # most keys: decoded by the C scanner here, without _walk's frame (a hit's _source, _id)
-            try:
-                value, end = _SCAN(text, index)
-            except StopIteration:
-                raise ValueError(f"expected a value at character {index}") from None
-            if isinstance(value, _KEPT_TYPES):
-                raw[id(value)] = (value, text[index:end])
-            index = end
-        else:
-            value, index = _walk(text, index, below, raw)
+        # most keys (a hit's _source, _id) lie below the shape: scanned whole, without _walk's checks
+        value, index = _scan(text, index, raw) if below is None else _walk(text, index, below, raw)
         if key in out:
             raise ValueError(f"key {key!r} repeats in one object")
         out[key] = value
