@@ -101,34 +101,50 @@ class Batcher:
 
         A scorer's `BUG_ERRORS` come back as they were raised (with their traceback), so they count as bugs.
 
-        Queue wait counts against the timeout: a search that waited too long is dropped from the queue.
+        Tokenizing and the queue wait count against the timeout: a search that waited too long is dropped from the queue.
         """
         if not documents:
             return np.zeros(0, dtype=np.float32)
         loop = asyncio.get_running_loop()
         job = _Job(query, list(documents), loop.create_future(), loop, time.monotonic() + timeout_s)
         if self._two_stage:
-            job.encoded = await asyncio.wait_for(self._encode(loop, job), timeout_s)
-            job.enqueued_at = time.monotonic()  # the queue stage starts here; tokenizing has its own
-            timeout_s = max(job.expires_at - job.enqueued_at, 0.0)
+            try:
+                # The tokenizing thread queues the job itself: one thread hop fewer than coming
+                # back to the event loop in between.
+                cast(ThreadPoolExecutor, self._encode_pool).submit(self._encode_then_queue, job)
+            except RuntimeError as exc:  # the pool is shut down
+                raise ScoringError("the scoring worker is stopping") from exc
+        else:
+            self._queue(job)
+        return await asyncio.wait_for(job.future, timeout_s)
+
+    def _queue(self, job: _Job) -> None:
         with self._wake:
             if self._stopping:
                 raise ScoringError("the scoring worker is stopping")
             self._jobs.append(job)
             self._wake.notify()
-        return await asyncio.wait_for(job.future, timeout_s)
 
-    async def _encode(self, loop: asyncio.AbstractEventLoop, job: _Job) -> list:
+    def _encode_then_queue(self, job: _Job) -> None:
+        """On the tokenizing pool: tokenize the job, then queue it for the model (or hand back the failure)."""
+        if job.future.done():
+            return  # its search already timed out or was cancelled
         started = time.monotonic()
         try:
-            encoded = await loop.run_in_executor(self._encode_pool, cast(TwoStageScorer, self.scorer).encode_pairs,
-                                                 [job.query] * len(job.documents), job.documents)
-        except (ScoringError, *BUG_ERRORS):
-            raise
+            job.encoded = cast(TwoStageScorer, self.scorer).encode_pairs([job.query] * len(job.documents),
+                                                                         job.documents)
+        except (ScoringError, *BUG_ERRORS) as exc:
+            _hand_back(job, None, exc)
+            return
         except Exception as exc:  # a tokenizer failure is a model failure: BM25 fallback, never a 5xx
-            raise ScoringError(f"{type(exc).__name__}: {exc}") from exc
-        self.metrics.stage_seconds.observe(time.monotonic() - started, ("tokenize",))
-        return encoded
+            _hand_back(job, None, ScoringError(f"{type(exc).__name__}: {exc}"))
+            return
+        job.enqueued_at = time.monotonic()  # the queue stage starts here; tokenizing has its own
+        self.metrics.stage_seconds.observe(job.enqueued_at - started, ("tokenize",))
+        try:
+            self._queue(job)
+        except ScoringError as exc:
+            _hand_back(job, None, exc)
 
     def _run(self, warm_up: bool) -> None:
         if warm_up:

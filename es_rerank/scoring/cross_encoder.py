@@ -169,10 +169,11 @@ def one_ahead(items: Iterator[T], pool: ThreadPoolExecutor) -> Iterator[T]:
         ...     list(one_ahead(iter([1, 2, 3]), pool))
         [1, 2, 3]
     """
-    upcoming = pool.submit(next, items, _DONE)
-    while (item := upcoming.result()) is not _DONE:
+    item = next(items, _DONE)  # the first on this thread: there is nothing yet to overlap it with
+    while item is not _DONE:
         upcoming = pool.submit(next, items, _DONE)
         yield cast(T, item)
+        item = upcoming.result()
 
 
 def encode_for_scoring(encoder: PairEncoder, queries: Sequence[str], documents: Sequence[str]) -> list[EncodedPair]:

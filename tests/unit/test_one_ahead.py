@@ -40,3 +40,18 @@ def test_a_failure_making_an_item_reaches_the_caller_after_the_items_before_it()
 def test_nothing_to_make_gives_nothing():
     with ThreadPoolExecutor(1) as pool:
         assert list(one_ahead(iter(()), pool)) == []
+
+
+def test_the_first_item_is_made_on_the_callers_thread_so_a_single_batch_needs_no_hop():
+    made_on = []
+
+    def items():
+        made_on.append(threading.current_thread().name)
+        yield "only"
+        made_on.append(threading.current_thread().name)
+        yield "second"
+
+    with ThreadPoolExecutor(1, thread_name_prefix="pad") as pool:
+        assert list(one_ahead(items(), pool)) == ["only", "second"]
+    assert made_on[0] == threading.current_thread().name
+    assert made_on[1].startswith("pad")

@@ -195,3 +195,62 @@ def test_the_queue_stage_counts_the_wait_for_the_model_not_the_tokenizing_before
     assert asyncio.run(run()).tolist() == [1.0, 2.0]
     assert metrics.stage_seconds.total(("tokenize",)) >= 0.05
     assert metrics.stage_seconds.total(("queue",)) <= scorer.scored_at[0] - scorer.encoded_at[0]
+
+
+class _FailingTokenizer(_TwoStage):
+    def __init__(self, error: Exception):
+        super().__init__()
+        self.error = error
+
+    def encode_pairs(self, queries, documents):
+        raise self.error
+
+
+@pytest.mark.parametrize("error, expected", [(RuntimeError("tokenizer panicked"), ScoringError),
+                                             (TypeError("texts must be str"), TypeError)])
+def test_a_tokenizer_failure_is_a_model_failure_and_a_tokenizer_bug_stays_a_bug(error, expected):
+    scorer = _FailingTokenizer(error)
+
+    async def run():
+        batcher = Batcher(scorer, BatchSettings(encode_threads=1), ProxyMetrics())
+        batcher.start(warm_up=False)
+        try:
+            await batcher.score("q", ["a"], timeout_s=30.0)
+        finally:
+            batcher.stop()
+
+    with pytest.raises(expected, match=str(error)):
+        asyncio.run(run())
+    assert scorer.calls == []
+
+
+class _BlockedTokenizer(_TwoStage):
+    """Tokenizing that waits until the test lets it go, after the search's deadline has passed."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+    def encode_pairs(self, queries, documents):
+        assert self.release.wait(timeout=60)
+        return super().encode_pairs(queries, documents)
+
+
+def test_a_search_whose_deadline_passes_while_tokenizing_times_out_and_is_never_scored():
+    scorer = _BlockedTokenizer()
+
+    async def run():
+        batcher = Batcher(scorer, BatchSettings(encode_threads=1), ProxyMetrics())
+        batcher.start(warm_up=False)
+        try:
+            with pytest.raises(asyncio.TimeoutError):
+                await batcher.score("q", ["a"], timeout_s=0.01)
+            scorer.release.set()
+            # a later search is tokenized after the expired one, so once it has its scores the
+            # expired one has been through the queue too
+            return await batcher.score("q", ["bb"], timeout_s=30.0)
+        finally:
+            batcher.stop()
+
+    assert asyncio.run(run()).tolist() == [2.0]
+    assert scorer.calls == [1]
