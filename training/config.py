@@ -153,6 +153,9 @@ class TrainConfig(FineTuningConfig):
     eval_every: int = 50
     eval_depth: int = 100
     eval_batch_size: int = 128
+    # source name -> how many times each of its groups is listed per epoch (a mixture's query ids are
+    # `NAME:id`, `es-rerank mix`); sources not named keep 1. Recipe only: no command-line option.
+    source_repeats: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -161,6 +164,10 @@ class TrainConfig(FineTuningConfig):
                        ("split_seed", 0))
         self._numbers(("dev_fraction", 0.0, 0.9, False))
         self._booleans("bce_balanced")
+        self._check(is_source_repeats(self.source_repeats), "source_repeats",
+                    "a mapping of source name to an integer >= 1, e.g. {scifact: 4}")
+        # a plain copy: the recipe written beside a run (yaml.safe_dump) takes no other mapping type
+        object.__setattr__(self, "source_repeats", dict(self.source_repeats))
 
     def objective(self) -> Objective:
         from es_rerank.training.losses import Supervised  # torch: not at option-parsing time
@@ -170,6 +177,18 @@ class TrainConfig(FineTuningConfig):
     @property
     def warmup_steps(self) -> int:
         return int(round(self.steps * self.warmup_fraction))
+
+
+def is_source_repeats(value: Any) -> bool:
+    """Whether `value` maps non-empty source names to whole repeat counts >= 1.
+
+    Example:
+        >>> is_source_repeats({"scifact": 4}), is_source_repeats({"scifact": 0}), is_source_repeats({"scifact": True})
+        (True, False, False)
+    """
+    return isinstance(value, Mapping) and all(
+        isinstance(name, str) and name != "" and isinstance(count, int) and not isinstance(count, bool) and count >= 1
+        for name, count in value.items())
 
 
 def setting_names() -> list[str]:

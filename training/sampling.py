@@ -29,11 +29,13 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence, TypeVar
 
 import numpy as np
 
 from es_rerank.data.mining import Group
+from es_rerank.data.mixture import SEPARATOR
+from es_rerank.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,47 @@ class JudgedGroup(Protocol):
     def positives(self) -> Sequence[str]: ...
     @property
     def negatives(self) -> Sequence[str]: ...
+
+
+GroupT = TypeVar("GroupT", bound=JudgedGroup)
+
+
+def repeat_sources(groups: Sequence[GroupT], repeats: Mapping[str, int]) -> list[GroupT]:
+    """`groups` with each group of source NAME (query id `NAME:id`, as `es-rerank mix` writes them)
+    listed `repeats[NAME]` times in place, so an epoch sees it that often, each time with fresh
+    negatives; groups of other sources stay once. Every name must be some group's source.
+
+    Example:
+        >>> groups = [Group("scifact:1", ("p",), ("n",)), Group("squad:7", ("p",), ("n",))]
+        >>> [g.qid for g in repeat_sources(groups, {"scifact": 3})]
+        ['scifact:1', 'scifact:1', 'scifact:1', 'squad:7']
+        >>> repeat_sources(groups, {"nfcorpus": 2})
+        Traceback (most recent call last):
+        ...
+        es_rerank.errors.ConfigError: source_repeats names nfcorpus, but no training group's query id starts with 'nfcorpus:'; the groups' sources are scifact, squad (name only those sources in source_repeats, or leave it out)
+    """
+    if not repeats:
+        return list(groups)
+    present = {source_of(g.qid) for g in groups} - {None}
+    unknown = sorted(set(repeats) - present)
+    if unknown:
+        have = ", ".join(sorted(present)) if present else f"none (no query id holds {SEPARATOR!r}: not a mixture)"
+        prefixes = " or ".join(repr(name + SEPARATOR) for name in unknown)
+        raise ConfigError(f"source_repeats names {', '.join(unknown)}, but no training group's query id starts with "
+                          f"{prefixes}; the groups' sources are {have}",
+                          hint="name only those sources in source_repeats, or leave it out")
+    return [g for g in groups for _ in range(repeats.get(source_of(g.qid) or "", 1))]
+
+
+def source_of(qid: str) -> str | None:
+    """The mixture source of a query id (`NAME:id`), or None for an id of one collection.
+
+    Example:
+        >>> source_of("scifact:4983"), source_of("4983")
+        ('scifact', None)
+    """
+    name, separator, _ = qid.partition(SEPARATOR)
+    return name if separator else None
 
 
 def labelled_unit(group: JudgedGroup, neg_depth: int | None = None, key_prefix: str = "") -> TrainingUnit:

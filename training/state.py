@@ -50,7 +50,8 @@ def load_state(out_dir: Path, rank: int, config: FineTuningConfig, map_location:
     """The saved trainer payload; restores this rank's RNG. Raises if the settings changed."""
     folder = state_dir(out_dir)
     payload = torch.load(folder / "trainer.pt", map_location=map_location, weights_only=False)
-    saved, now = payload["config"], config.to_dict()
+    # a setting added since the state was saved trained as its default then
+    saved, now = {**type(config)(base_model=config.base_model).to_dict(), **payload["config"]}, config.to_dict()
     changed = sorted(k for k in now if k not in RESUME_MAY_DIFFER and saved.get(k) != now[k])
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)

@@ -30,7 +30,7 @@ from es_rerank.training.evaluate import bm25_rankings, evaluate_scorer
 from es_rerank.training.loop import Loop, Prepared, fit
 from es_rerank.evaluation.ir_metrics import summary
 from es_rerank.training.model import make_scorer, save_checkpoint, scoring_mode
-from es_rerank.training.sampling import GroupSampler
+from es_rerank.training.sampling import GroupSampler, repeat_sources
 from es_rerank.training.tokens import TokenStore
 
 EVAL_AUTOCAST = torch.float16  # on GPUs, evaluate as the fp16 export serves
@@ -78,15 +78,19 @@ class SupervisedTask:
     def __init__(self, config: TrainConfig, inputs: TrainInputs) -> None:
         self.config, self.groups = config, inputs.groups
         self.data = load_data(config, inputs)
+        # Up-sampled sources: of the training groups only (the dev queries are held out already),
+        # here so that a source no group comes from fails before the model loads.
+        self.units = repeat_sources(self.data.groups, config.source_repeats)
 
     def prepare(self, model, tokenizer) -> Prepared:
         config, data = self.config, self.data
-        sampler = GroupSampler(data.groups, config.group_size, config.queries_per_step, config.seed, config.neg_depth)
+        sampler = GroupSampler(self.units, config.group_size, config.queries_per_step, config.seed, config.neg_depth)
         return Prepared(sampler, tokenize(data, tokenizer, config), config.steps)
 
     def header(self) -> dict[str, Any]:
         dev = self.data.dev
-        return {"train_queries": len(self.data.groups), "dev_queries": len(dev.qids) if dev else 0,
+        return {"train_queries": len(self.data.groups), "train_units": len(self.units),
+                "dev_queries": len(dev.qids) if dev else 0,
                 "dev_qids": dev.qids if dev else [], "group_problems": self.data.group_report.describe(),
                 "dev": [], "best": None}
 

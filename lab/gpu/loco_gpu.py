@@ -132,12 +132,27 @@ def train_one(carry: Path, recipe: Path, training: str, seed: int, work: Path) -
     from es_rerank.training.config import build_config, read_recipe
     from es_rerank.training.supervised import TrainInputs, train
 
-    config = build_config({**read_recipe(recipe), "base_model": str(carry / "base"), "seed": seed})
+    settings = trained_sources_only(read_recipe(recipe), training)
+    config = build_config({**settings, "base_model": str(carry / "base"), "seed": seed})
     groups = groups_of(carry / "mix", TRAININGS[training], work)
     run_dir = work / f"{training}-s{seed}"
     log = train(config, TrainInputs(groups, carry / "mix", carry / "mix"), run_dir, show_progress=False,
                 write_state=False)
     return run_dir, log
+
+
+def trained_sources_only(settings: dict[str, Any], training: str) -> dict[str, Any]:
+    """The recipe's settings with `source_repeats` cut to the sources `training` trains on: one
+    recipe serves all three trainings, and `squad-only` has no SciFact groups to repeat.
+
+    Example:
+        >>> trained_sources_only({"source_repeats": {"scifact": 4}}, "squad-only")
+        {'source_repeats': {}}
+    """
+    repeats = settings.get("source_repeats")
+    if not isinstance(repeats, dict):
+        return settings  # absent, or a bad value for build_config to refuse
+    return {**settings, "source_repeats": {n: k for n, k in repeats.items() if n in TRAININGS[training]}}
 
 
 # Scoring variants measured on the same trained model (issue 17's open questions), besides the recipe's

@@ -13,10 +13,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from es_rerank.data.beir import read_qrels, read_queries
-from es_rerank.data.mining import bm25_run, mine_groups, write_run
+from es_rerank.data.beir import iter_corpus_docs, read_qrels, read_queries
+from es_rerank.data.mining import Group, bm25_run, mine_groups, read_groups, write_run
+from es_rerank.data.mixture import MixtureSource, mix_sources
+from es_rerank.errors import ConfigError
 from es_rerank.training.config import TrainConfig
-from es_rerank.training.supervised import TrainInputs, train
+from es_rerank.training.model import load_cross_encoder
+from es_rerank.training.supervised import SupervisedTask, TrainInputs, train
+from es_rerank.types import Hit
 from tests.conftest import REPO, run_cli
 from tests.support.fine_tuning import divergence, free_port, run_torchrun, write_tiny_bert
 
@@ -117,7 +121,7 @@ def test_two_gloo_processes_train_what_one_process_trains(mined, tiny_base, data
     args = ["train", "--out", str(out), "--groups", str(mined / "groups.jsonl"), "--corpus", str(data_dir / "scifact"),
             "--queries", str(data_dir / "scifact"), "--save-every", "0"]
     for key, value in config.to_dict().items():
-        if key in ("notes", "bce_balanced", "compile", "deterministic", "save_every"):
+        if key in ("notes", "bce_balanced", "compile", "deterministic", "save_every", "source_repeats"):
             continue
         args += [f"--{key.replace('_', '-')}", str(value)]
     done = run_torchrun(args, REPO)
@@ -223,3 +227,45 @@ def test_the_checkpoint_round_trips_through_export(one_process, data_dir, tmp_pa
     with scoring_mode(model, torch.device("cpu"), None):
         torch_scores = scorer.score_pairs(pairs_q, pairs_d)
     np.testing.assert_allclose(onnx_scores, torch_scores, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def med_adi_mixture(data_dir, tmp_path_factory):
+    """`es-rerank mix` of 6 MED and 6 ADI judged queries (no node: negatives are the first unjudged
+    documents), with a dev run of every query that lists its group's documents."""
+    folder = tmp_path_factory.mktemp("mixture")
+    sources = []
+    for name in ("med", "adi"):
+        qrels = read_qrels(data_dir / name, "test")
+        doc_ids = [d for d, _ in iter_corpus_docs(data_dir / name)]
+        groups = [Group(q, tuple(sorted(qrels[q]))[:2], tuple(d for d in doc_ids if d not in qrels[q])[:5])
+                  for q in list(qrels)[:6]]
+        (folder / f"{name}.groups.jsonl").write_text("".join(g.to_json() + "\n" for g in groups), encoding="utf-8")
+        sources.append(MixtureSource(name, data_dir / name, folder / f"{name}.groups.jsonl"))
+    mix = folder / "mix"
+    mix_sources(sources, mix)
+    run = {g.qid: [Hit(d, 10.0 - i) for i, d in enumerate((*g.positives, *g.negatives))]
+           for g in read_groups(mix / "groups.jsonl.gz")}
+    write_run(run, mix / "dev-run.tsv")
+    return mix
+
+
+def test_repeated_sources_train_with_their_groups_repeated_and_the_dev_queries_held_out(med_adi_mixture, tiny_base,
+                                                                                         tmp_path):
+    mix = med_adi_mixture
+    inputs = TrainInputs(mix / "groups.jsonl.gz", mix, mix, dev_run=mix / "dev-run.tsv", qrels=mix)
+    config = tiny_config(tiny_base, steps=2, dev_fraction=0.25, eval_depth=7, source_repeats={"med": 3})
+    task = SupervisedTask(config, inputs)
+    dev_qids = set(task.data.dev.qids)
+    trained = [g.qid for g in task.data.groups]
+    model, tokenizer = load_cross_encoder(config.base_model, config.dropout)
+    sampled = [unit.query_key for unit in task.prepare(model, tokenizer).sampler.units]
+    assert dev_qids and not dev_qids & set(sampled)
+    assert sorted(sampled) == sorted(q for q in trained for _ in range(3 if q.startswith("med:") else 1))
+    assert any(q.startswith("adi:") for q in trained)
+    log = train(config, inputs, tmp_path / "out", show_progress=False, write_state=False)
+    assert log["finished"] and log["train_queries"] == len(trained) and log["train_units"] == len(task.units)
+    assert log["config"]["source_repeats"] == {"med": 3} and set(log["dev_qids"]) == dev_qids
+    assert "source_repeats:\n  med: 3\n" in (tmp_path / "out" / "recipe.yaml").read_text()
+    with pytest.raises(ConfigError, match="names nfcorpus.*sources are adi, med"):
+        SupervisedTask(tiny_config(tiny_base, source_repeats={"nfcorpus": 2}), inputs)

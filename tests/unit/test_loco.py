@@ -13,7 +13,7 @@ from es_rerank.data.mining import Group
 from es_rerank.data.mixture import MixtureSource, mix_sources
 from es_rerank.errors import DatasetError
 from lab.gpu.loco_carry import make_carry
-from lab.gpu.loco_gpu import groups_of, headline, loco_table
+from lab.gpu.loco_gpu import TRAININGS, groups_of, headline, loco_table, trained_sources_only
 
 
 @pytest.fixture()
@@ -43,6 +43,17 @@ def test_a_training_gets_only_its_collections_groups(carried_mix, tmp_path):
     assert len(qids) == 3 and all(q.startswith("med:") for q in qids)
     with pytest.raises(SystemExit, match="no groups of squad"):
         groups_of(carried_mix, ("squad",), work)
+
+
+def test_each_training_repeats_only_the_sources_it_trains_on():
+    from es_rerank.training.config import build_config, read_recipe
+    from tests.conftest import REPO
+
+    recipe = read_recipe(REPO / "recipes" / "explore" / "general-scifact-x4.yaml")
+    repeats = {t: build_config(trained_sources_only(recipe, t)).source_repeats for t in TRAININGS}
+    assert repeats == {"mix": {"scifact": 4}, "squad-only": {}, "scifact-only": {"scifact": 4}}
+    assert recipe["source_repeats"] == {"scifact": 4}  # the recipe read is left as it was
+    assert trained_sources_only({"lr": 0.1}, "squad-only") == {"lr": 0.1}
 
 
 def figures(bm25: float, ce: float, served: float, fused: float) -> dict[str, float]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from es_rerank.data.mining import Group
+from es_rerank.errors import ConfigError
 from es_rerank.training.data import prepare_groups, split_dev
-from es_rerank.training.sampling import GroupSampler, SampledGroup, shard
+from es_rerank.training.sampling import GroupSampler, SampledGroup, repeat_sources, shard
 
 doc_ids = st.sampled_from([f"d{i}" for i in range(12)])
 
@@ -81,3 +85,37 @@ def test_dev_split_is_stable_disjoint_and_independent_of_order():
     assert len(dev) == 10 and not set(train) & set(dev) and set(train) | set(dev) == set(qids)
     assert sorted(split_dev(list(reversed(qids)), 0.1, seed=0)[1]) == sorted(dev)
     assert split_dev(qids, 0.1, seed=1)[1] != dev
+
+
+def mixed_groups() -> list[Group]:
+    """Groups of a two-source mixture (`es-rerank mix` ids), the sources interleaved."""
+    return [Group(f"{source}:{i}", ("p",), ("n1", "n2", "n3")) for i in range(3) for source in ("scifact", "squad")]
+
+
+def test_repeat_sources_repeats_only_the_named_sources_groups_in_place():
+    gs = mixed_groups()
+    repeated = repeat_sources(gs, {"scifact": 3})
+    assert [g.qid for g in repeated] == [q for g in gs for q in ([g.qid] * 3 if g.qid.startswith("scifact:")
+                                                                  else [g.qid])]
+    assert Counter(g.qid.split(":")[0] for g in repeated) == {"scifact": 9, "squad": 3}
+    assert repeat_sources(gs, {}) == gs and repeat_sources(gs, {"scifact": 1}) == gs
+
+
+def test_repeat_sources_refuses_a_name_no_group_comes_from_and_names_those_that_do():
+    with pytest.raises(ConfigError, match=r"names nfcorpus, .* starts with 'nfcorpus:'; the groups' sources are "
+                                          r"scifact, squad") as refused:
+        repeat_sources(mixed_groups(), {"scifact": 2, "nfcorpus": 2})
+    assert "leave it out" in refused.value.hint
+    with pytest.raises(ConfigError, match=r"sources are none \(no query id holds ':': not a mixture\)"):
+        repeat_sources([Group("7", ("p",), ("n",))], {"scifact": 2})
+    with pytest.raises(ConfigError, match="names sci"):  # a prefix of a name is not that source
+        repeat_sources(mixed_groups(), {"sci": 2})
+
+
+@pytest.mark.parametrize("repeats", [1, 2, 4])
+def test_an_epoch_over_repeated_groups_sees_the_repeated_source_that_many_times(repeats):
+    units = repeat_sources(mixed_groups(), {"scifact": repeats})
+    sampler = GroupSampler(units, 2, queries_per_step=len(units), seed=3)
+    for epoch in range(2):  # one step is one epoch here
+        seen = Counter(g.qid for g in sampler.step(epoch))
+        assert seen == {**{f"scifact:{i}": repeats for i in range(3)}, **{f"squad:{i}": 1 for i in range(3)}}
