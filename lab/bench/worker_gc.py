@@ -47,6 +47,8 @@ class CollectionTimer:
 def one_search(encoder, response: bytes, query: str) -> None:
     """The worker's host work for one search around its model call."""
     value, raw = parse_keeping_raw(response)
+    if not isinstance(value, dict):
+        raise SystemExit("a replayed response is not a JSON object: record the replay again")
     spec = RerankSpec(query, ("title", "text"), 100, 0, 10, 60.0)
     texts = window_texts(value, spec)
     request_frame(1, encoder.encode([query] * len(texts), texts))
