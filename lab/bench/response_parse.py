@@ -16,7 +16,6 @@ in the same rounds, after checking that it parses every response to the same val
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from es_rerank.proxy.rawjson import parse_keeping_raw
+from lab.bench.other_version import load_module
 from lab.proxy_bench.replay import load_replay
 
 DEFAULT_REPLAY = Path("runs/proxy-replay/scifact-top100.jsonl.gz")
@@ -56,12 +56,7 @@ def compare(bodies: list[bytes], rounds: int, against: Callable[[bytes], tuple] 
 
 def load_parse(path: Path) -> Callable[[bytes], tuple]:
     """`parse_keeping_raw` of another rawjson.py file."""
-    spec = importlib.util.spec_from_file_location("rawjson_against", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"{path} is not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.parse_keeping_raw
+    return load_module(path, "rawjson_against").parse_keeping_raw
 
 
 def same_parse(parse: Callable[[bytes], tuple], other: Callable[[bytes], tuple], bodies: list[bytes]) -> None:

@@ -16,7 +16,6 @@ to keep is the ratio. Run from a checkout:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import time
@@ -28,6 +27,7 @@ import numpy as np
 from es_rerank.scoring.cross_encoder import OnnxScorer, load_encoder
 from es_rerank.scoring.export_meta import read_meta
 from es_rerank.scoring.onnx_session import EncodedBatch, EncodedPair
+from lab.bench.other_version import load_module
 from lab.proxy_bench.replay import load_replay
 
 DEFAULT_REPLAY = Path("runs/proxy-replay/scifact-top100.jsonl.gz")
@@ -77,12 +77,7 @@ def compare(sides: dict[str, object], windows: list[list[EncodedPair]], rounds: 
 
 def load_scorer_class(path: Path):
     """`OnnxScorer` of another cross_encoder.py file."""
-    spec = importlib.util.spec_from_file_location("cross_encoder_against", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"{path} is not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.OnnxScorer
+    return load_module(path, "cross_encoder_against").OnnxScorer
 
 
 def replay_windows(replay: Path, export_dir: Path, count: int) -> list[list[EncodedPair]]:
