@@ -34,7 +34,7 @@ from typing import Mapping, Protocol, Sequence, TypeVar
 import numpy as np
 
 from es_rerank.data.mining import Group
-from es_rerank.data.mixture import SEPARATOR
+from es_rerank.data.mixture import SEPARATOR, source_of
 from es_rerank.errors import ConfigError
 
 
@@ -188,17 +188,6 @@ def repeat_sources(groups: Sequence[GroupT], repeats: Mapping[str, int]) -> list
                           f"{prefixes}; the groups' sources are {have}",
                           hint="name only those sources in source_repeats, or leave it out")
     return [g for g in groups for _ in range(repeats.get(source_of(g.qid) or "", 1))]
-
-
-def source_of(qid: str) -> str | None:
-    """The mixture source of a query id (`NAME:id`), or None for an id of one collection.
-
-    Example:
-        >>> source_of("scifact:4983"), source_of("4983")
-        ('scifact', None)
-    """
-    name, separator, _ = qid.partition(SEPARATOR)
-    return name if separator else None
 
 
 def labelled_unit(group: JudgedGroup, neg_depth: int | None = None, key_prefix: str = "") -> TrainingUnit:

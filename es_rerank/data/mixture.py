@@ -124,6 +124,17 @@ def prefixed(name: str, local_id: str) -> str:
     return f"{name}{SEPARATOR}{local_id}"
 
 
+def source_of(qid: str) -> str | None:
+    """The mixture source of a query id (`NAME:id`), or None for an id of one collection.
+
+    Example:
+        >>> source_of("scifact:4983"), source_of("4983")
+        ('scifact', None)
+    """
+    name, separator, _ = qid.partition(SEPARATOR)
+    return name if separator else None
+
+
 def _write_mixture(sources: Sequence[MixtureSource], folder: Path, neg_depth: int | None) -> dict:
     (folder / "qrels").mkdir()
     corpus, queries, groups_out = (_ZeroTimeGzip(folder / f"{n}.jsonl.gz") for n in ("corpus", "queries", "groups"))
