@@ -1,6 +1,6 @@
 """The leave-one-collection-out experiment of issue 17 on one GPU machine (no OpenSearch, no network).
 
-Trainings (`recipes/general-minilm-l6-lce-g16.yaml`, the recipe `scripts/train-general` runs),
+Trainings (`recipes/general-minilm-l6-lce-g16-scifact-x4.yaml`, the recipe `scripts/train-general` runs),
 seeds as the outer loop so a cut-short call still has each training once:
 
 - `mix`: SciFact train + SQuAD train (the general model a user gets);
@@ -24,7 +24,7 @@ Written to `--out`: `loco_results.json` (every run and figure, rewritten after e
 `loco_summary.md`. `--runs` limits the call to some trainings, e.g. `--runs mix:1,mix:2`, so a
 second call can finish what a first one's time budget left.
 
-Usage: `python -m lab.gpu.loco_gpu --carry artifacts/loco-carry --out $OUT --recipe recipes/general-minilm-l6-lce-g16.yaml`
+Usage: `python -m lab.gpu.loco_gpu --carry artifacts/loco-carry --out $OUT --recipe recipes/general-minilm-l6-lce-g16-scifact-x4.yaml`
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def test_the_runner_trains_scores_every_variant_and_merges(data_dir, tmp_path):
     with tarfile.open(tmp_path / "carry" / "data.tar.xz") as tar:
         tar.extractall(unpacked, filter="data")
     (unpacked / "base").symlink_to(tmp_path / "carry" / "base")
-    recipe = (REPO / "recipes" / "general-minilm-l6-lce-g16.yaml").read_text(encoding="utf-8")
+    recipe = (REPO / "recipes" / "general-minilm-l6-lce-g16-scifact-x4.yaml").read_text(encoding="utf-8")
     for key, value in {"steps": 1, "queries_per_step": 2, "group_size": 4, "precision": "fp32", "num_workers": 0,
                        "eval_batch_size": 16}.items():
         recipe = "\n".join(f"{key}: {value}" if line.startswith(f"{key}:") else line for line in recipe.splitlines())

@@ -49,7 +49,7 @@ def test_each_training_repeats_only_the_sources_it_trains_on():
     from es_rerank.training.config import build_config, read_recipe
     from tests.conftest import REPO
 
-    recipe = read_recipe(REPO / "recipes" / "explore" / "general-scifact-x4.yaml")
+    recipe = read_recipe(REPO / "recipes" / "general-minilm-l6-lce-g16-scifact-x4.yaml")
     repeats = {t: build_config(trained_sources_only(recipe, t)).source_repeats for t in TRAININGS}
     assert repeats == {"mix": {"scifact": 4}, "squad-only": {}, "scifact-only": {"scifact": 4}}
     assert recipe["source_repeats"] == {"scifact": 4}  # the recipe read is left as it was

@@ -87,11 +87,11 @@ def test_bad_source_repeats_say_what_was_expected(value):
         TrainConfig(base_model="m", source_repeats=value)
 
 
-def test_the_scifact_x4_exploration_is_the_general_recipe_with_scifact_repeated():
+def test_the_default_general_recipe_is_the_first_one_with_scifact_repeated():
     general = build_config(read_recipe(RECIPE_DIR / "general-minilm-l6-lce-g16.yaml")).to_dict()
-    explore = build_config(read_recipe(RECIPE_DIR / "explore" / "general-scifact-x4.yaml")).to_dict()
-    assert explore.pop("source_repeats") == {"scifact": 4} and general.pop("source_repeats") == {}
-    assert explore == general
+    default = build_config(read_recipe(RECIPE_DIR / "general-minilm-l6-lce-g16-scifact-x4.yaml")).to_dict()
+    assert default.pop("source_repeats") == {"scifact": 4} and general.pop("source_repeats") == {}
+    assert default == general
 
 
 def test_the_command_passes_a_recipes_source_repeats_to_the_training(tmp_path, monkeypatch):
