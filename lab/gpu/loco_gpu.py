@@ -173,17 +173,13 @@ def measure(checkpoint: Path, scored: dict[str, Path], carry: Path, max_length: 
     """
     import torch
 
-    from es_rerank.data.beir import read_qrels
     from es_rerank.data.candidates import read_candidates
     from es_rerank.evaluation.fusion_fit import score_candidates
-    from es_rerank.scoring.fusion import FusionWeights
-    from es_rerank.training.evaluate import FUSED_SYSTEMS, system_figures
     from es_rerank.training.model import load_cross_encoder, make_scorer, scoring_mode
     from tokenizers import Tokenizer
 
     from lab.gpu.passage_max import BudgetWindows, PassageMaxScorer, WordWindows
 
-    fused = {**FUSED_SYSTEMS, "bm25_dense_zscore": FusionWeights(ce=0.0, bm25=0.5, dense=0.5, norm="zscore")}
     model, tokenizer = load_cross_encoder(str(checkpoint))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
@@ -204,12 +200,22 @@ def measure(checkpoint: Path, scored: dict[str, Path], carry: Path, max_length: 
             for name, path in scored.items():
                 cands = read_candidates(path)
                 score_candidates(cands, "ce", scorers[variant], f"{label} ({variant})")
-                figures[variant][name] = system_figures(cands, read_qrels(carry / "qrels" / f"{name}.tsv"), fused)
+                figures[variant][name] = set_figures(cands, carry, name)
                 if scores_out is not None:
                     scores_out.setdefault(variant, {})[name] = {q.query_id: q.scores["ce"].round(5).tolist()
                                                                 for q in cands.queries}
     del model
     return figures
+
+
+def set_figures(cands, carry: Path, name: str) -> dict[str, float]:
+    """Every system's nDCG@10 on evaluation set `name`, whose candidates carry bm25, dense and ce scores."""
+    from es_rerank.data.beir import read_qrels
+    from es_rerank.scoring.fusion import FusionWeights
+    from es_rerank.training.evaluate import FUSED_SYSTEMS, system_figures
+
+    fused = {**FUSED_SYSTEMS, "bm25_dense_zscore": FusionWeights(ce=0.0, bm25=0.5, dense=0.5, norm="zscore")}
+    return system_figures(cands, read_qrels(carry / "qrels" / f"{name}.tsv"), fused)
 
 
 def loco_table(runs: list[dict]) -> dict[str, Any]:

@@ -75,3 +75,13 @@ def test_the_runner_trains_scores_every_variant_and_merges(data_dir, tmp_path):
                              "--out", str(tmp_path / "merged")], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert merged.returncode == 0, merged.stderr[-3000:]
     assert "scoring variant `maxp-budget`" in (tmp_path / "merged" / "loco_summary.md").read_text()
+
+    # the written scores alone give back the run's figures (a call's results file can be left behind)
+    rebuilt = subprocess.run([sys.executable, "-m", "lab.gpu.loco_rescore", str(out / "ce-scores-mix-s0.json"),
+                              "--carry", str(unpacked), "--recipe", "recipe.yaml", "--out", str(tmp_path / "rebuilt"),
+                              "--check", str(out / "loco_results.json")],
+                             cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    again = json.loads((tmp_path / "rebuilt" / "loco_results.json").read_text())
+    assert again["check"] and max(again["check"].values()) < 1e-4  # scores are written to 5 decimals
+    assert again["runs"][0]["figures"].keys() == run["figures"].keys()
