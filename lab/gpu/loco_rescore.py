@@ -16,6 +16,7 @@ import argparse
 import json
 import re
 import tempfile
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,9 @@ def largest_differences(rebuilt: list[dict], reference: dict[str, Any]) -> dict[
     worst: dict[str, float] = {}
     for ref in reference["runs"]:
         mine = next((r for r in rebuilt if (r["training"], r["seed"]) == (ref["training"], ref["seed"])), None)
-        for name, systems in (ref["figures"].items() if mine else ()):
+        if mine is None:
+            continue
+        for name, systems in ref["figures"].items():
             for system, value in systems.items():
                 if system in mine["figures"].get(name, {}):
                     worst[system] = max(worst.get(system, 0.0), abs(mine["figures"][name][system] - value))
@@ -89,17 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--check", type=Path, default=None, help="a loco_results.json holding some of these runs")
     args = parser.parse_args(argv)
+    runs_named = [(path, *run_of(path)) for path in args.scores]  # a misnamed file fails before the embedding
     with tempfile.TemporaryDirectory() as work:
-        scored = add_dense(args.carry, Path(work), torch.device("cpu"))
+        scored = add_dense(args.carry, Path(work), torch.device("cpu"))  # minutes on a CPU
         runs = []
-        for path in args.scores:
-            training, seed = run_of(path)
+        for path, training, seed in runs_named:
             ce_scores = json.loads(path.read_text(encoding="utf-8"))["recipe"]
             runs.append({"training": training, "seed": seed, "figures": rescored_figures(scored, args.carry, ce_scores),
                          "rebuilt_from": path.name})
             print(f"rebuilt {training} seed {seed}", flush=True)
-    from datetime import date
-
     results: dict[str, Any] = {"hardware": args.hardware, "date": date.today().isoformat(),
                                "recipe": Path(args.recipe).name, "runs": runs, "skipped": []}
     if args.check:
