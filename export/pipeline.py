@@ -187,7 +187,7 @@ def _build_graphs(model, config, example, work: Path, fp16: bool, settings: Expo
 
 def _example_batch(tokenizer_file: Path, max_length: int, query_max_length: int, pad_id: int, pairs):
     """A real two-row batch to trace with, its second row padded (see `onnx_graph.trace`)."""
-    from es_rerank.scoring.onnx_session import batch_by_length
+    from es_rerank.scoring.token_batches import batch_by_length
     from es_rerank.scoring.pair_encoding import PairEncoder
 
     encoder = PairEncoder.from_file(tokenizer_file, max_length, query_max_length, pad_id, doc_cache_size=0)

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from es_rerank.scoring.onnx_session import EncodedBatch
+from es_rerank.scoring.token_batches import EncodedBatch
 from es_rerank.scoring.pair_encoding import PairEncoder
 
 DTYPES = ("fp32", "fp16", "bf16")

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from es_rerank.scoring.onnx_session import PAD_MULTIPLE, EncodedBatch, EncodedPair
+from es_rerank.scoring.token_batches import PAD_MULTIPLE, EncodedBatch, EncodedPair
 from es_rerank.scoring.pair_encoding import PairTemplate, check_query_room
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")

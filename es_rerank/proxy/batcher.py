@@ -37,6 +37,7 @@ from es_rerank.proxy.settings import BatchSettings
 from es_rerank.errors import ScoringError, ScoringOutOfMemory
 from es_rerank.proxy.metrics import ProxyMetrics
 from es_rerank.scoring.cross_encoder import Scorer, TwoStageScorer
+from es_rerank.scoring.token_batches import concat_encoded
 from es_rerank.scoring.validity import check_scores
 
 # What a scorer raises for wrong code rather than a failing model (OnnxScorer: a bad argument is a
@@ -195,7 +196,7 @@ class Batcher:
         documents = [doc for job in batch for doc in job.documents]
         try:
             if self._two_stage:
-                encoded = [pair for job in batch for pair in job.encoded]
+                encoded = batch[0].encoded if len(batch) == 1 else concat_encoded([job.encoded for job in batch])
                 raw = cast(TwoStageScorer, self.scorer).score_encoded(encoded)
             else:
                 queries = [job.query for job in batch for _ in job.documents]

@@ -18,7 +18,8 @@ from typing import Sequence
 import numpy as np
 
 from es_rerank.errors import ModelError, ScoringError
-from es_rerank.scoring.onnx_session import EncodedBatch, EncodedPair, OnnxSession, batch_by_length, check_device
+from es_rerank.scoring.onnx_session import OnnxSession, check_device
+from es_rerank.scoring.token_batches import EncodedBatch, EncodedPair, batch_by_length
 from es_rerank.scoring.pair_encoding import TextCache, load_tokenizer
 from es_rerank.scoring.validity import check_scores
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from es_rerank.errors import ModelError, ScoringError
 from es_rerank.scoring.export_meta import EXPORT_HINT, ONNX_DTYPE_KEY, ExportMeta, ModelVariant, read_meta
-from es_rerank.scoring.onnx_session import (EncodedBatch, EncodedPair, OnnxSession, batch_by_length, check_device,
-                                            resolve_device)
+from es_rerank.scoring.onnx_session import OnnxSession, check_device, resolve_device
+from es_rerank.scoring.token_batches import EncodedBatch, EncodedPair, PackedPairs, batch_by_length
 from es_rerank.scoring.pair_encoding import PairEncoder, load_tokenizer
 from es_rerank.scoring.validity import check_scores
 
@@ -124,7 +124,7 @@ class OnnxScorer:
         """
         return self.score_encoded(self.encode_pairs(queries, documents))
 
-    def encode_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> list[EncodedPair]:
+    def encode_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> PackedPairs:
         """Tokenize pairs without running the model: the CPU half of `score_pairs`, which the
         proxy runs on several threads while one worker feeds the model.
         """
@@ -176,7 +176,7 @@ def one_ahead(items: Iterator[T], pool: ThreadPoolExecutor) -> Iterator[T]:
         item = upcoming.result()
 
 
-def encode_for_scoring(encoder: PairEncoder, queries: Sequence[str], documents: Sequence[str]) -> list[EncodedPair]:
+def encode_for_scoring(encoder: PairEncoder, queries: Sequence[str], documents: Sequence[str]) -> PackedPairs:
     """`encoder.encode`, with the Rust tokenizer's own failures turned into a `ScoringError` (a
     BM25 fallback in the proxy); a wrong argument stays a `ValueError` or `TypeError` (a bug)."""
     try:

@@ -11,153 +11,17 @@ running). The heads read the output: `cross_encoder.OnnxScorer` a logit per pair
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from es_rerank.errors import ModelError, ScoringError, ScoringOutOfMemory
+from es_rerank.scoring.token_batches import EncodedBatch
 
 DEVICES = ("auto", "cuda", "cpu")
-# Batches are padded to a multiple of this many tokens: fewer distinct shapes for the runtime
-# to plan for, and tensor-core friendly widths on GPUs.
-PAD_MULTIPLE = 8
-# Token ids as the tokenizer's output is kept (cached documents, encoded pairs): half of int64's
-# memory; batches are widened to the int64 the exported models take.
-TOKEN_DTYPE = np.int32
 # Fragments of ONNX Runtime error messages that mean the device (or host) ran out of memory.
 _OOM_MARKERS = ("out of memory", "failed to allocate memory", "bfcarena", "alloc_failed", "cudaerrormemoryallocation")
-
-
-@dataclass(frozen=True, eq=False)
-class EncodedPair:
-    """One sequence's token ids and token type ids (segment ids), unpadded: a (query, document)
-    pair for the cross-encoder, one text for the bi-encoder. Lists or arrays; equal by value.
-
-    Example:
-        >>> EncodedPair(np.array([101, 102]), np.array([0, 0])) == EncodedPair([101, 102], [0, 0])
-        True
-    """
-
-    ids: np.ndarray | Sequence[int]
-    type_ids: np.ndarray | Sequence[int]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __eq__(self, other: object) -> bool:
-        return (isinstance(other, EncodedPair) and np.array_equal(self.ids, other.ids)
-                and np.array_equal(self.type_ids, other.type_ids))
-
-    __hash__ = None  # type: ignore[assignment]  # mutable arrays inside
-
-
-@dataclass(frozen=True)
-class EncodedBatch:
-    """A padded batch: int64 arrays of shape (rows, width), and where each row came from.
-
-    `rows[i]` is the position, in the caller's input, of the sequence in row `i`.
-
-    Example:
-        >>> batch = EncodedBatch.pad([EncodedPair([101, 7, 102], [0, 0, 0])], np.array([0]), pad_id=0, multiple=4)
-        >>> batch.input_ids.tolist(), batch.attention_mask.tolist()
-        ([[101, 7, 102, 0]], [[1, 1, 1, 0]])
-    """
-
-    input_ids: np.ndarray
-    attention_mask: np.ndarray
-    token_type_ids: np.ndarray
-    rows: np.ndarray
-
-    @classmethod
-    def pad(cls, pairs: Sequence[EncodedPair], rows: np.ndarray, pad_id: int, multiple: int = 1,
-            max_width: int | None = None) -> "EncodedBatch":
-        """Pad `pairs` to the longest one, rounded up to `multiple` (never past `max_width`)."""
-        lengths = np.fromiter((len(p) for p in pairs), dtype=np.int64, count=len(pairs))
-        longest = int(lengths.max()) if len(pairs) else 1
-        width = -(-longest // multiple) * multiple
-        if max_width is not None:
-            width = max(longest, min(width, max_width))
-        # Row-major order of the mask's true cells is the order of the concatenated pairs, so each
-        # array is filled with one scatter instead of one copy per row.
-        mask = np.arange(width) < lengths[:, None]
-        input_ids = np.full((len(pairs), width), pad_id, dtype=np.int64)
-        token_type_ids = np.zeros((len(pairs), width), dtype=np.int64)
-        if len(pairs):
-            input_ids[mask] = np.concatenate([p.ids for p in pairs])
-            token_type_ids[mask] = np.concatenate([p.type_ids for p in pairs])
-        attention_mask = mask.astype(np.int64)
-        return cls(input_ids, attention_mask, token_type_ids, np.asarray(rows, dtype=np.int64))
-
-    def arrays(self, names: Sequence[str]) -> dict[str, np.ndarray]:
-        """The model inputs by name, e.g. ("input_ids", "attention_mask").
-
-        Example:
-            >>> b = EncodedBatch.pad([EncodedPair([5], [0])], np.array([0]), pad_id=0)
-            >>> sorted(b.arrays(["input_ids", "attention_mask"]))
-            ['attention_mask', 'input_ids']
-        """
-        known = {"input_ids": self.input_ids, "attention_mask": self.attention_mask,
-                 "token_type_ids": self.token_type_ids}
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise ValueError(f"unknown model input(s) {unknown}; expected some of {sorted(known)}")
-        return {name: known[name] for name in names}
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.input_ids.shape
-
-
-def batch_by_length(pairs: Sequence[EncodedPair], batch_size: int, pad_id: int,
-                    max_width: int | None = None, max_tokens: int | None = None) -> Iterator[EncodedBatch]:
-    """Sort sequences by length and cut the sorted list into padded batches of at most `batch_size`
-    rows and, with `max_tokens`, at most that many padded tokens, so short sequences are not
-    padded to the longest one in the call and a batch of long ones stays within a memory budget.
-
-    Example:
-        >>> pairs = [EncodedPair([1] * n, [0] * n) for n in (9, 2, 8, 3)]
-        >>> [(b.rows.tolist(), b.shape[1]) for b in batch_by_length(pairs, 2, pad_id=0)]
-        [([1, 3], 8), ([2, 0], 16)]
-        >>> [b.rows.tolist() for b in batch_by_length(pairs, 4, pad_id=0, max_tokens=16)]
-        [[1, 3], [2], [0]]
-    """
-    lengths = np.fromiter((len(p) for p in pairs), dtype=np.int64, count=len(pairs))
-    for rows in plan_batches(lengths, batch_size, max_width, max_tokens):
-        yield EncodedBatch.pad([pairs[i] for i in rows], rows, pad_id, PAD_MULTIPLE, max_width)
-
-
-def plan_batches(lengths: np.ndarray, batch_size: int, max_width: int | None = None,
-                 max_tokens: int | None = None) -> list[np.ndarray]:
-    """Row groups of `lengths`, shortest first: each at most `batch_size` rows and, with
-    `max_tokens`, at most that many tokens once padded as `EncodedBatch.pad` pads (a row longer
-    than the budget gets a batch of its own).
-
-    Example:
-        >>> [g.tolist() for g in plan_batches(np.array([200, 10, 12, 190]), 64, max_tokens=300)]
-        [[1, 2], [3], [0]]
-    """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
-        raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
-    order = np.argsort(lengths, kind="stable")
-    if max_tokens is None:
-        return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-    sorted_lengths = lengths[order]
-    widths = -(-sorted_lengths // PAD_MULTIPLE) * PAD_MULTIPLE
-    if max_width is not None:
-        widths = np.maximum(sorted_lengths, np.minimum(widths, max_width))
-    groups, start = [], 0
-    while start < len(order):
-        end = min(start + batch_size, len(order))
-        # Sorted ascending, so a group's padded width is its last row's: rows * width must fit.
-        fits = np.nonzero(widths[start:end] * np.arange(1, end - start + 1) <= max_tokens)[0]
-        end = start + (int(fits[-1]) + 1 if len(fits) else 1)
-        groups.append(order[start:end])
-        start = end
-    return groups
 
 
 def check_device(device: str) -> None:

@@ -25,7 +25,7 @@ from typing import Generic, Iterator, Mapping, Sequence, TypeVar
 import numpy as np
 
 from es_rerank.errors import ModelError
-from es_rerank.scoring.onnx_session import TOKEN_DTYPE, EncodedBatch, EncodedPair, batch_by_length
+from es_rerank.scoring.token_batches import TOKEN_DTYPE, EncodedBatch, EncodedPair, PackedPairs, batch_by_length
 
 # Documents are cut to this many characters per token of budget before tokenizing, so a
 # megabyte of text costs no more than a page; the cut is widened when it proves too short.
@@ -90,7 +90,7 @@ class PairEncoder:
 
         return cls(Tokenizer.from_file(str(path)), max_length, query_max_length, pad_id, doc_cache_size)
 
-    def encode(self, queries: Sequence[str], documents: Sequence[str]) -> list[EncodedPair]:
+    def encode(self, queries: Sequence[str], documents: Sequence[str]) -> PackedPairs:
         """Encode each `(queries[i], documents[i])`, truncating only the document.
 
         Example:
@@ -102,14 +102,13 @@ class PairEncoder:
         """
         _check_pairs(queries, documents)
         if not documents:
-            return []
+            return PackedPairs.of([])
         query_ids = {}
         unique = list(dict.fromkeys(queries))  # a request's window shares one query: tokenized once
         for text, encoding in zip(unique, self._encode_batch(unique, add_special_tokens=False)):
             query_ids[text] = np.asarray(encoding.ids[: self.query_max_length], dtype=TOKEN_DTYPE)
-        doc_ids = self._document_ids(documents)
-        fit, max_length = self._template.fit, self.max_length
-        return [fit(query_ids[query], ids, max_length) for query, ids in zip(queries, doc_ids)]
+        return self._template.pack([query_ids[query] for query in queries], self._document_ids(documents),
+                                   self.max_length)
 
     def _document_ids(self, documents: Sequence[str]) -> list[np.ndarray]:
         """Each document's token ids up to the largest budget, from the cache where possible; the
@@ -177,11 +176,13 @@ class PairTemplate:
     doc_type: int
 
     def __post_init__(self) -> None:
-        # The fixed parts as arrays, and the type ids of each (query, document) length pair met so
-        # far: they depend on the two lengths only, and serving meets few distinct ones.
+        # The fixed parts as arrays, and the type ids as a pattern of runs: one run per special
+        # token, one for the query, one for the document.
         parts = tuple(np.asarray(p, dtype=TOKEN_DTYPE) for p in (self.prefix, self.middle, self.suffix))
+        runs = np.array(self.prefix_types + [self.query_type] + self.middle_types + [self.doc_type]
+                        + self.suffix_types, dtype=TOKEN_DTYPE)
         object.__setattr__(self, "_parts", parts)
-        object.__setattr__(self, "_types", {})
+        object.__setattr__(self, "_type_runs", runs)
         object.__setattr__(self, "_specials", len(self.prefix) + len(self.middle) + len(self.suffix))
 
     @property
@@ -199,20 +200,38 @@ class PairTemplate:
             >>> t.fit([7, 8], [9, 10, 11], max_length=6).ids.tolist()
             [101, 7, 8, 102, 9, 102]
         """
-        return self.join(query_ids, doc_ids[: max_length - self.specials - len(query_ids)])
+        return self.pack([query_ids], [doc_ids], max_length)[0]
 
     def join(self, query_ids: np.ndarray | Sequence[int], doc_ids: np.ndarray | Sequence[int]) -> EncodedPair:
+        return self.pack([query_ids], [doc_ids])[0]
+
+    def pack(self, queries: Sequence[np.ndarray | Sequence[int]], documents: Sequence[np.ndarray | Sequence[int]],
+             max_length: int | None = None) -> PackedPairs:
+        """Every `(queries[i], documents[i])` joined, each cut to `max_length` tokens (when given) by
+        shortening only its document, end to end: one concatenation for the ids and one repeat
+        for the type ids, whatever the number of pairs.
+
+        Example:
+            >>> t = PairTemplate([101], [0], [102], [0], [102], [1], query_type=0, doc_type=1)
+            >>> packed = t.pack([[7], [7]], [[9, 10, 11], []], max_length=5)
+            >>> packed.ids.tolist(), packed.type_ids.tolist(), packed.lengths.tolist()
+            ([101, 7, 102, 9, 102, 101, 7, 102, 102], [0, 0, 0, 1, 1, 0, 0, 0, 1], [5, 4])
+        """
         prefix, middle, suffix = self._parts  # type: ignore[attr-defined]
-        ids = np.concatenate((prefix, np.asarray(query_ids, dtype=TOKEN_DTYPE), middle,
-                              np.asarray(doc_ids, dtype=TOKEN_DTYPE), suffix))
-        key = (len(query_ids), len(doc_ids))
-        types = self._types.get(key)  # type: ignore[attr-defined]
-        if types is None:
-            types = np.array(self.prefix_types + [self.query_type] * key[0] + self.middle_types
-                             + [self.doc_type] * key[1] + self.suffix_types, dtype=TOKEN_DTYPE)
-            types.flags.writeable = False  # shared by every pair of these lengths
-            self._types[key] = types  # type: ignore[attr-defined]
-        return EncodedPair(ids, types)
+        query_lengths = np.fromiter(map(len, queries), dtype=np.int64, count=len(queries))
+        kept = np.fromiter(map(len, documents), dtype=np.int64, count=len(documents))
+        if max_length is not None:
+            kept = np.minimum(kept, np.maximum(max_length - self.specials - query_lengths, 0))
+        pieces: list = []
+        for query, doc, keep in zip(queries, documents, kept.tolist()):
+            pieces += (prefix, query, middle, doc[:keep], suffix)
+        ids = np.concatenate(pieces).astype(TOKEN_DTYPE, copy=False) if pieces else np.zeros(0, TOKEN_DTYPE)
+        type_runs = self._type_runs  # type: ignore[attr-defined]
+        counts = np.ones((len(queries), len(type_runs)), dtype=np.int64)
+        counts[:, len(self.prefix)] = query_lengths
+        counts[:, len(self.prefix) + 1 + len(self.middle)] = kept
+        type_ids = np.repeat(np.tile(type_runs, len(queries)), counts.ravel())
+        return PackedPairs(ids, type_ids, query_lengths + kept + self.specials)
 
     @classmethod
     def learn(cls, tokenizer) -> "PairTemplate":

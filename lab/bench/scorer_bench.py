@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from es_rerank.data.candidates import TextWindow
-from es_rerank.scoring.onnx_session import EncodedBatch, EncodedPair, batch_by_length
+from es_rerank.scoring.token_batches import EncodedBatch, EncodedPair, PackedPairs, batch_by_length
 from es_rerank.scoring.pair_encoding import PairEncoder
 
 ScoreBatch = Callable[[EncodedBatch], np.ndarray]
@@ -96,9 +96,8 @@ def real_workload(label: str, candidates: Sequence[TextWindow], encoder: PairEnc
     calls = []
     started = time.perf_counter()
     for start in range(0, len(candidates), windows_per_call):
-        pairs: list[EncodedPair] = []
-        for item in candidates[start:start + windows_per_call]:
-            pairs += encoder.encode([item.query] * len(item.docs), list(item.docs))
+        pairs = PackedPairs.concat([encoder.encode([item.query] * len(item.docs), list(item.docs))
+                                    for item in candidates[start:start + windows_per_call]])
         calls.append(list(batch_by_length(pairs, batch_size, encoder.pad_id, max_width=encoder.max_length,
                                           max_tokens=batch_tokens)))
     elapsed = time.perf_counter() - started

@@ -26,7 +26,7 @@ import numpy as np
 
 from es_rerank.scoring.cross_encoder import OnnxScorer, load_encoder
 from es_rerank.scoring.export_meta import read_meta
-from es_rerank.scoring.onnx_session import EncodedBatch, EncodedPair
+from es_rerank.scoring.token_batches import EncodedBatch, EncodedPair
 from lab.bench.other_version import load_module
 from lab.proxy_bench.replay import load_replay
 
@@ -54,14 +54,14 @@ def scorer_of(scorer_class, export_dir: Path, batch_tokens: int = 65_536):
                         MODEL_SERVER_ROWS, batch_tokens)
 
 
-def ms_per_window(scorer, windows: list[list[EncodedPair]]) -> float:
+def ms_per_window(scorer, windows: list[Sequence[EncodedPair]]) -> float:
     started = time.perf_counter()
     for pairs in windows:
         scorer.score_encoded(pairs)
     return (time.perf_counter() - started) / len(windows) * 1000
 
 
-def compare(sides: dict[str, object], windows: list[list[EncodedPair]], rounds: int) -> dict:
+def compare(sides: dict[str, object], windows: list[Sequence[EncodedPair]], rounds: int) -> dict:
     """Median ms a window of each side over `rounds` rounds (the order reversed every other round)."""
     times: dict[str, list[float]] = {name: [] for name in sides}
     for r in range(rounds):
@@ -80,13 +80,13 @@ def load_scorer_class(path: Path):
     return load_module(path, "cross_encoder_against").OnnxScorer
 
 
-def replay_windows(replay: Path, export_dir: Path, count: int) -> list[list[EncodedPair]]:
+def replay_windows(replay: Path, export_dir: Path, count: int) -> list[Sequence[EncodedPair]]:
     """The first `count` replayed searches' windows, tokenized as the proxy tokenizes them."""
     from es_rerank.proxy.rawjson import parse_keeping_raw
     from es_rerank.proxy.rewrite import response_hits
 
     encoder = load_encoder(export_dir)
-    windows = []
+    windows: list[Sequence[EncodedPair]] = []
     for entry in load_replay(replay).searches[:count]:
         hits = response_hits(parse_keeping_raw(entry.response.encode())[0]) or []
         texts = [" ".join(str(hit["_source"].get(f, "")) for f in ("title", "text")) for hit in hits]

@@ -46,7 +46,8 @@ import numpy as np
 from es_rerank.data.candidates import TextWindow, read_candidates
 from es_rerank.proxy.workers import MODEL_SERVER_MAX_ROWS
 from es_rerank.scoring.cross_encoder import OnnxScorer
-from es_rerank.scoring.onnx_session import EncodedBatch, batch_by_length, session_options
+from es_rerank.scoring.onnx_session import session_options
+from es_rerank.scoring.token_batches import EncodedBatch, PackedPairs, batch_by_length
 from lab.gpu.packed_graph import packed_copy
 
 RunBatch = Callable[[EncodedBatch], np.ndarray]
@@ -110,9 +111,8 @@ def merged_batches(scorer: OnnxScorer, windows: Sequence[TextWindow], batch_toke
     batches, offsets, offset = [], [], 0
     encoder = scorer.encoder
     for start in range(0, len(windows), MERGE_WINDOWS):
-        pairs = []
-        for window in windows[start:start + MERGE_WINDOWS]:
-            pairs += encoder.encode([window.query] * len(window.docs), list(window.docs))
+        pairs = PackedPairs.concat([encoder.encode([window.query] * len(window.docs), list(window.docs))
+                                    for window in windows[start:start + MERGE_WINDOWS]])
         for batch in batch_by_length(pairs, MODEL_SERVER_MAX_ROWS, encoder.pad_id, max_width=encoder.max_length,
                                      max_tokens=batch_tokens):
             batches.append(batch)

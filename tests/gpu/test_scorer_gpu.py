@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from es_rerank.errors import ScoringOutOfMemory
-from es_rerank.scoring.onnx_session import EncodedBatch
+from es_rerank.scoring.token_batches import EncodedBatch
 
 pytestmark = pytest.mark.gpu
 

@@ -13,7 +13,7 @@ from es_rerank.errors import ScoringError
 from es_rerank.proxy.model_server.client import RemoteScorer
 from es_rerank.proxy.model_server.frames import REQUEST_HEAD, request_frame
 from es_rerank.proxy.model_server.server import ModelServer
-from es_rerank.scoring.onnx_session import EncodedPair, batch_by_length, plan_batches
+from es_rerank.scoring.token_batches import EncodedPair, batch_by_length, plan_batches
 from tests.support.waiting import wait_until
 
 POISON = 999  # a token id the test scorer refuses, as a model would refuse a broken input

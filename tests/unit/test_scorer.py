@@ -11,7 +11,7 @@ import pytest
 
 from es_rerank.errors import ModelError, ScoringError
 from es_rerank.scoring.cross_encoder import OnnxScorer, Scorer, score
-from es_rerank.scoring.onnx_session import EncodedBatch
+from es_rerank.scoring.token_batches import EncodedBatch
 from tests.fixtures_export import minilm_export, one_logit_checkpoint  # noqa: F401
 
 

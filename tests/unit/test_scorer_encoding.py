@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from es_rerank.scoring.onnx_session import PAD_MULTIPLE, EncodedPair, batch_by_length
+from es_rerank.scoring.token_batches import PAD_MULTIPLE, EncodedPair, batch_by_length
 from es_rerank.scoring.pair_encoding import PairEncoder
 from tests.fixtures_export import packaged_encoder
 

@@ -22,7 +22,7 @@ import numpy as np
 from es_rerank.errors import ModelError, ScoringError
 from es_rerank.proxy.model_server.frames import (ANSWER_HEAD, answer_body_size, parse_scores, read_exact,
                                                  request_frame)
-from es_rerank.scoring.onnx_session import EncodedPair
+from es_rerank.scoring.token_batches import EncodedPair, PackedPairs
 from es_rerank.scoring.pair_encoding import PairEncoder
 
 SERVER_HINT = "the proxy serves BM25 order meanwhile; see the model server's log (`serve` restarts it)"
@@ -60,7 +60,7 @@ class RemoteScorer:
     def score_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
         return self.score_encoded(self.encode_pairs(queries, documents))
 
-    def encode_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> list[EncodedPair]:
+    def encode_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> PackedPairs:
         from es_rerank.scoring.cross_encoder import encode_for_scoring
 
         if self.encoder is None:

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from es_rerank.errors import ScoringError
-from es_rerank.scoring.onnx_session import TOKEN_DTYPE, EncodedPair
+from es_rerank.scoring.token_batches import EncodedPair, PackedPairs
 
 REQUEST_HEAD = struct.Struct("<QII")
 ANSWER_HEAD = struct.Struct("<QBI")
@@ -35,16 +35,13 @@ MAX_ERROR_BYTES = 1 << 16
 
 def request_frame(request_id: int, pairs: Sequence[EncodedPair]) -> bytes:
     """One request: the pairs' lengths, then all ids and all type ids end to end."""
-    lengths = np.fromiter((len(p) for p in pairs), dtype=np.int32, count=len(pairs))
-    ids = np.concatenate([np.asarray(p.ids, dtype=TOKEN_DTYPE) for p in pairs]) if pairs else np.zeros(0, TOKEN_DTYPE)
-    types = (np.concatenate([np.asarray(p.type_ids, dtype=TOKEN_DTYPE) for p in pairs]) if pairs
-             else np.zeros(0, TOKEN_DTYPE))
-    head = REQUEST_HEAD.pack(request_id, len(pairs), len(ids))
-    return b"".join((head, lengths.tobytes(), ids.astype("<i4", copy=False).tobytes(),
-                     types.astype("<i4", copy=False).tobytes()))
+    packed = PackedPairs.of(pairs)
+    head = REQUEST_HEAD.pack(request_id, len(packed), len(packed.ids))
+    return b"".join((head, packed.lengths.astype("<i4").tobytes(), packed.ids.astype("<i4", copy=False).tobytes(),
+                     packed.type_ids.astype("<i4", copy=False).tobytes()))
 
 
-def parse_request(body: bytes, pairs: int, tokens: int) -> list[EncodedPair]:
+def parse_request(body: bytes, pairs: int, tokens: int) -> PackedPairs:
     """The pairs of a request body whose header said `pairs` and `tokens` (views, no copies).
 
     Raises ScoringError when the lengths do not add up: the sender and this reader disagree.
@@ -55,9 +52,7 @@ def parse_request(body: bytes, pairs: int, tokens: int) -> list[EncodedPair]:
     if (lengths < 1).any() or int(lengths.sum()) != tokens:
         raise ScoringError("malformed request frame: its pair lengths do not add up to its token count",
                            hint="workers and the model server must be the same es-rerank version")
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    return [EncodedPair(ids[s:e], types[s:e]) for s, e in zip(starts.tolist(), ends.tolist())]
+    return PackedPairs(ids, types, lengths)
 
 
 def request_body_size(pairs: int, tokens: int) -> int:

@@ -40,7 +40,7 @@ from es_rerank.errors import ScoringError, ScoringOutOfMemory
 from es_rerank.proxy.model_server.client import RemoteScorer  # noqa: F401 (doctest)
 from es_rerank.proxy.model_server.frames import (REQUEST_HEAD, error_frame, parse_request, read_exact,
                                                  request_body_size, scores_frame)
-from es_rerank.scoring.onnx_session import EncodedPair
+from es_rerank.scoring.token_batches import EncodedPair, PackedPairs
 from es_rerank.scoring.validity import check_scores
 
 log = logging.getLogger("es_rerank.model_server")
@@ -56,7 +56,7 @@ class EncodedScorer(Protocol):
 class _Request:
     connection: "_Connection"
     request_id: int
-    pairs: list[EncodedPair]
+    pairs: PackedPairs
     tokens: int
 
 
@@ -210,7 +210,7 @@ class ModelServer:
             self._score(requests)
 
     def _score(self, requests: list[_Request]) -> None:
-        pairs = [pair for request in requests for pair in request.pairs]
+        pairs = PackedPairs.concat([request.pairs for request in requests])
         started = time.perf_counter()
         try:
             scores = np.asarray(self.scorer.score_encoded(pairs), dtype=np.float32)
