@@ -18,6 +18,9 @@ import numpy as np
 
 from es_rerank.errors import ModelError, ScoringError, ScoringOutOfMemory
 from es_rerank.scoring.token_batches import EncodedBatch
+# Also importable from here, where they lived before token_batches: other builds' modules that the
+# lab benchmarks load side by side (lab.bench.scorer_host --against) still import them from here.
+from es_rerank.scoring.token_batches import PAD_MULTIPLE, TOKEN_DTYPE, EncodedPair, batch_by_length  # noqa: F401
 
 DEVICES = ("auto", "cuda", "cpu")
 # Fragments of ONNX Runtime error messages that mean the device (or host) ran out of memory.

@@ -94,14 +94,16 @@ def one_side(tree: Path | None, export_dir: Path, windows_file: Path, passes: in
     """`time_stages` on the windows in `windows_file` (JSON), in a fresh process whose `es_rerank`
     is `tree`'s (this checkout's when None)."""
     env = dict(os.environ)
-    here = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree.resolve()) if tree else None, here, env.get("PYTHONPATH"))
-                                        if p)
+    package_root = str(tree.resolve()) if tree else str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     env["PYTHONSAFEPATH"] = "1"  # the working directory must not shadow the tree under test
-    code = ("import json, sys; from pathlib import Path; from lab.bench.window_host import time_stages; "
-            "print(json.dumps(time_stages(Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()), "
+    # This file is loaded by its path: the other tree may hold a lab package of its own, without it.
+    code = ("import importlib.util, json, sys; from pathlib import Path; "
+            "spec = importlib.util.spec_from_file_location('window_host', sys.argv[4]); "
+            "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+            "print(json.dumps(module.time_stages(Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()), "
             "int(sys.argv[3]))))")
-    done = subprocess.run([sys.executable, "-c", code, str(export_dir), str(windows_file), str(passes)],
+    done = subprocess.run([sys.executable, "-c", code, str(export_dir), str(windows_file), str(passes), __file__],
                           env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"the {'other' if tree else 'current'} build failed:\n{done.stderr[-2000:]}")
