@@ -159,17 +159,34 @@ def trained_sources_only(settings: dict[str, Any], training: str) -> dict[str, A
 # own settings: a longer query cut (LISA's queries are paragraphs; half exceed 64 tokens) and the
 # best passage of a long document (TIME's median document is about 600 tokens), in windows of
 # words or in windows of the tokens a pair holds (the first passage is then the plain pair's).
-VARIANTS = ("recipe", "query128", "maxp", "maxp-budget")
+# `df-cut-X`: the recipe's pairs with the query's common words cut (those in more than a share X of
+# the corpus's documents, `lab.gpu.query_df`; needs --query-df).
+DF_CUTS = {"df-cut-0.05": 0.05, "df-cut-0.1": 0.1, "df-cut-0.2": 0.2}
+VARIANTS = ("recipe", "query128", "maxp", "maxp-budget", *DF_CUTS)
 MAXP_WINDOWS = {"words": 120, "stride": 90, "most": 4}
 BUDGET_WINDOWS = {"overlap": 64, "most": 4}
 
 
+class QueryCutScorer:
+    """Scores with `scorer` after cutting each query's common words (`query_df.cut_query`)."""
+
+    def __init__(self, scorer, share: dict[str, float], max_df: float) -> None:
+        self.scorer, self.share, self.max_df = scorer, share, max_df
+
+    def score_pairs(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
+        from lab.gpu.query_df import cut_query
+
+        cut = {query: cut_query(query, self.share, self.max_df) for query in set(queries)}
+        return self.scorer.score_pairs([cut[query] for query in queries], documents)
+
+
 def measure(checkpoint: Path, scored: dict[str, Path], carry: Path, max_length: int, query_max_length: int,
             label: str, variants: Sequence[str] = ("recipe",),
-            scores_out: dict | None = None) -> dict[str, dict[str, dict[str, float]]]:
+            scores_out: dict | None = None, query_df: dict | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """Per variant, every system's nDCG@10 on every evaluation set, with `checkpoint` as the cross-encoder.
 
     `scores_out`, when given, receives each variant's CE scores: `{variant: {set: {qid: [scores]}}}`.
+    `query_df` (`lab.gpu.query_df`'s table) is what the `df-cut-X` variants cut with.
     """
     import torch
 
@@ -199,7 +216,10 @@ def measure(checkpoint: Path, scored: dict[str, Path], carry: Path, max_length: 
             figures[variant] = {}
             for name, path in scored.items():
                 cands = read_candidates(path)
-                score_candidates(cands, "ce", scorers[variant], f"{label} ({variant})")
+                scorer = scorers.get(variant)
+                if variant in DF_CUTS:
+                    scorer = QueryCutScorer(recipe_scorer, (query_df or {})["sets"][name]["share"], DF_CUTS[variant])
+                score_candidates(cands, "ce", scorer, f"{label} ({variant})")
                 figures[variant][name] = set_figures(cands, carry, name)
                 if scores_out is not None:
                     scores_out.setdefault(variant, {})[name] = {q.query_id: q.scores["ce"].round(5).tolist()
@@ -308,11 +328,16 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"scoring variants to measure on each model, comma-separated, from {', '.join(VARIANTS)}; "
                              "the headline figures are always the recipe's")
     parser.add_argument("--write-scores", action="store_true", help="also write each run's CE scores to --out")
+    parser.add_argument("--query-df", type=Path, default=None,
+                        help="the table of lab.gpu.query_df, which the df-cut-X variants need")
     args = parser.parse_args(argv)
     variants = ["recipe", *(v for v in args.variants.split(",") if v and v != "recipe")]
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown --variants {unknown}: choose from {', '.join(VARIANTS)}")
+    query_df = json.loads(args.query_df.read_text(encoding="utf-8")) if args.query_df else None
+    if any(v in DF_CUTS for v in variants) and (query_df is None or not query_df.get("sets")):
+        parser.error("the df-cut variants need --query-df QUERY_DF.json (python -m lab.gpu.query_df)")
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="loco-"))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -335,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint, log = train_one(args.carry, args.recipe, training, seed, work)
         scores: dict = {}
         by_variant = measure(checkpoint, scored, args.carry, recipe["max_length"], recipe["query_max_length"],
-                             f"{training} seed {seed}", variants, scores if args.write_scores else None)
+                             f"{training} seed {seed}", variants, scores if args.write_scores else None, query_df)
         figures = by_variant["recipe"]
         results["runs"].append({"training": training, "seed": seed, "figures": figures,
                                 "variants": {v: f for v, f in by_variant.items() if v != "recipe"},

@@ -17,6 +17,7 @@ from es_rerank.data.mining import Group
 from es_rerank.data.mixture import MixtureSource, mix_sources
 from lab.gpu.loco_carry import make_carry
 from lab.gpu.loco_gpu import VARIANTS
+from lab.gpu.query_df import build as build_query_df
 from tests.conftest import REPO
 
 
@@ -54,10 +55,12 @@ def test_the_runner_trains_scores_every_variant_and_merges(data_dir, tmp_path):
         recipe = "\n".join(f"{key}: {value}" if line.startswith(f"{key}:") else line for line in recipe.splitlines())
     (tmp_path / "recipe.yaml").write_text(recipe + "\n", encoding="utf-8")
 
+    query_df = tmp_path / "query_df.json"  # what the df-cut variants cut with, from TIME's whole corpus
+    query_df.write_text(json.dumps(build_query_df(unpacked / "cands", data_dir)), encoding="utf-8")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "lab.gpu.loco_gpu", "--carry", str(unpacked), "--out", str(out),
                "--recipe", str(tmp_path / "recipe.yaml"), "--runs", "mix:0", "--write-scores",
-               "--variants", ",".join(VARIANTS)]
+               "--variants", ",".join(VARIANTS), "--query-df", str(query_df)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "loco_results.json").read_text())
@@ -70,6 +73,8 @@ def test_the_runner_trains_scores_every_variant_and_merges(data_dir, tmp_path):
     # a document scores as its best passage, and the first passage is what the plain pair reads
     for qid, plain in scores["recipe"]["time-test"].items():
         assert np.all(np.array(scores["maxp-budget"]["time-test"][qid]) >= np.array(plain) - 1e-3)
+        # TIME's queries hold words most of its articles contain ("the", "of"): cut, the pairs and scores change
+        assert not np.allclose(scores["df-cut-0.1"]["time-test"][qid], plain, atol=1e-5)
 
     merged = subprocess.run([sys.executable, "-m", "lab.gpu.loco_merge", str(out / "loco_results.json"),
                              "--out", str(tmp_path / "merged")], cwd=REPO, capture_output=True, text=True, timeout=600)
