@@ -41,6 +41,8 @@ RESPONSE_SHAPE: dict = {"hits": {"hits": [{"fields": {}}]}}
 # could be reused by a new object once the parsed one is gone.
 _KEPT_TYPES = (dict, list, float, str)
 RawText = dict  # id(value) -> (value, its text as sent)
+_KEY_TEXTS: dict[str, str] = {}  # key -> its JSON text, for the keys written most (see _key_text)
+_MAX_KEY_TEXTS = 512
 
 
 def _refuse_constant(name: str):
@@ -187,6 +189,22 @@ def _emit(value, raw: Mapping, out: list[str], depth: int | None) -> None:
         out.append(json.dumps(value, ensure_ascii=False))
 
 
+def _key_text(key: str) -> str:
+    """A key as JSON text; the few keys of the rebuilt objects (`_id`, `_score`, ...) are encoded
+    once each, the first hundreds of distinct keys kept (a response's own keys are unbounded).
+
+    Example:
+        >>> _key_text("_id"), _key_text("é")
+        ('"_id"', '"é"')
+    """
+    text = _KEY_TEXTS.get(key)
+    if text is None:
+        text = json.dumps(key, ensure_ascii=False)
+        if len(_KEY_TEXTS) < _MAX_KEY_TEXTS:
+            _KEY_TEXTS[key] = text
+    return text
+
+
 def _emit_items(items, opening: str, closing: str, raw: Mapping, out: list[str], depth: int | None) -> None:
     out.append(opening)
     inner = None if depth is None else depth + 1
@@ -197,7 +215,7 @@ def _emit_items(items, opening: str, closing: str, raw: Mapping, out: list[str],
         if inner is not None:
             out.append("\n" + "  " * inner)
         if key is not None:
-            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(_key_text(key))
             out.append(":" if depth is None else " : ")
         _emit(item, raw, out, inner)
         count += 1

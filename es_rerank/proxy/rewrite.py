@@ -103,10 +103,9 @@ def reranked_page(response: dict, spec: RerankSpec, scores: np.ndarray) -> dict:
     window = len(hits[: spec.window])
     if len(scores) != window:
         raise ValueError(f"expected {window} scores for the window, got {len(scores)}")
-    ranked: list[tuple[int, float | None]] = [
-        (position, _float32(score)) for position, score in order_by_scores(range(window), scores)]
+    ranked: list[tuple[int, float | None]] = list(order_by_scores(range(window), scores))
     ranked += [(position, None) for position in range(window, len(hits))]
-    max_score = ranked[0][1] if window else response["hits"].get("max_score")
+    max_score = _float32(ranked[0][1]) if window else response["hits"].get("max_score")
     return _page(response, spec, ranked, max_score)
 
 
@@ -153,7 +152,8 @@ def interleaved_page(response: dict, spec: RerankSpec, positions: list[int], tea
 
 def _page(response: dict, spec: RerankSpec, ranked: list[tuple[int, float | None]], max_score) -> dict:
     hits = response_hits(response)
-    page = [_page_hit(hits[position], position, score, spec)
+    # Only the served page's scores are written, so only they are rounded to float32's text.
+    page = [_page_hit(hits[position], position, None if score is None else _float32(score), spec)
             for position, score in ranked[spec.start: spec.start + spec.size]]
     return {**response, "hits": {**response["hits"], "max_score": max_score, "hits": page}}
 

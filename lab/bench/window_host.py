@@ -1,12 +1,15 @@
-"""The host work of one top-100 window between the worker's parse and the GPU, against another build.
+"""The host work of one top-100 search in the proxy, around its model call, against another build.
 
-What a search's window costs on the CPU on its way to the model, with the document cache warm
-(as in serving, where the same documents come back): the worker tokenizes the pairs and writes
-the model server's frame; the model server reads the frame and pads the batches its scorer
-runs (the model server's token budget). Nothing runs a model, so only the host work is timed.
+What a search costs on the CPU besides the model, with the document cache warm (as in serving,
+where the same documents come back): the worker parses the upstream response keeping its raw
+text, reads the window's texts, tokenizes the pairs and writes the model server's frame; the
+model server reads the frame and pads the batches its scorer runs (its token budget); the worker
+rebuilds and serialises the client's page from the scores. Nothing runs a model, and HTTP is left
+out, so only the host work is timed.
 
-Another build is the package of another commit, run in its own process on the same windows,
-the two sides alternating round by round so both see the same machine load:
+Another build is the package of another commit, run in its own process on the same searches,
+the two sides alternating round by round so both see the same machine load. Both must pad the
+same batches and write the same pages (a sha256 of each), or the comparison is refused:
 
     git archive REV es_rerank | tar -x -C OLD_TREE
     python -m lab.bench.window_host --export EXPORT_DIR --against-tree OLD_TREE [--rounds 8]
@@ -26,23 +29,17 @@ import time
 from pathlib import Path
 
 DEFAULT_REPLAY = Path("runs/proxy-replay/scifact-top100.jsonl.gz")
-STAGES = ("encode", "frame", "read_frame", "pad", "total")
+STAGES = ("parse", "texts", "encode", "frame", "read_frame", "pad", "rewrite", "total")
 MODEL_SERVER_BATCH_TOKENS = 65_536
 
 
-def replay_texts(replay: Path, count: int) -> list[tuple[str, list[str]]]:
-    """(query, window texts) of the first `count` replayed searches, as the proxy reads them."""
-    from es_rerank.proxy.rawjson import parse_keeping_raw
-    from es_rerank.proxy.rewrite import response_hits
+def replay_searches(replay: Path, count: int) -> list[tuple[str, str]]:
+    """(query text, upstream response) of the first `count` replayed searches."""
     from lab.bench.scorer_host import leaf_strings
     from lab.proxy_bench.replay import load_replay
 
-    windows = []
-    for entry in load_replay(replay).searches[:count]:
-        hits = response_hits(parse_keeping_raw(entry.response.encode())[0]) or []
-        texts = [" ".join(str(hit["_source"].get(f, "")) for f in ("title", "text")) for hit in hits]
-        windows.append((" ".join(leaf_strings(json.loads(entry.client_body).get("query", {}))), texts))
-    return windows
+    return [(" ".join(leaf_strings(json.loads(entry.client_body).get("query", {}))), entry.response)
+            for entry in load_replay(replay).searches[:count]]
 
 
 def _batch_by_length():
@@ -54,44 +51,62 @@ def _batch_by_length():
     return batch_by_length
 
 
-def time_stages(export_dir: Path, windows: list[tuple[str, list[str]]], passes: int) -> dict:
-    """Mean ms a window of each stage, over `passes` passes after one that fills the document cache,
-    and `batches_sha256`: a digest of every padded batch of that first pass (ids, mask, type ids,
-    rows), so two builds can be checked to feed the model the same inputs."""
+def time_stages(export_dir: Path, searches: list[tuple[str, str]], passes: int) -> dict:
+    """Mean ms a search of each stage, over `passes` passes after one that fills the document cache,
+    and `sha256`: a digest of every padded batch (ids, mask, type ids, rows) and every page written
+    in that first pass, so two builds can be checked to do the same work."""
+    import numpy as np
+
     from es_rerank.proxy.model_server.frames import REQUEST_HEAD, parse_request, request_frame
+    from es_rerank.proxy.plan import RerankSpec
+    from es_rerank.proxy.rawjson import dump_keeping_raw, parse_keeping_raw
+    from es_rerank.proxy.rewrite import reranked_page, window_texts
     from es_rerank.scoring.cross_encoder import load_encoder
 
     batch_by_length = _batch_by_length()
     encoder = load_encoder(export_dir)
     totals = dict.fromkeys(STAGES, 0.0)
     digest = hashlib.sha256()
+    bodies = [(query, response.encode()) for query, response in searches]
     for n in range(passes + 1):
-        for query, texts in windows:
+        for query, body in bodies:
             t0 = time.perf_counter()
-            pairs = encoder.encode([query] * len(texts), texts)
+            value, raw = parse_keeping_raw(body)
             t1 = time.perf_counter()
-            frame = request_frame(1, pairs)
+            if not isinstance(value, dict):
+                raise SystemExit("a replayed response is not a JSON object: record the replay again")
+            spec = RerankSpec(query, ("title", "text"), 100, 0, 10, 60.0)
+            texts = window_texts(value, spec)
             t2 = time.perf_counter()
+            pairs = encoder.encode([query] * len(texts), texts)
+            t3 = time.perf_counter()
+            frame = request_frame(1, pairs)
+            t4 = time.perf_counter()
             _, count, tokens = REQUEST_HEAD.unpack(frame[:REQUEST_HEAD.size])
             received = parse_request(frame[REQUEST_HEAD.size:], count, tokens)
-            t3 = time.perf_counter()
+            t5 = time.perf_counter()
             batches = list(batch_by_length(received, 128, encoder.pad_id, max_width=encoder.max_length,
                                            max_tokens=MODEL_SERVER_BATCH_TOKENS))
-            t4 = time.perf_counter()
+            t6 = time.perf_counter()
+            scores = np.cos(np.arange(len(texts), dtype=np.float32))  # a fixed order unlike BM25's
+            page = dump_keeping_raw(reranked_page(value, spec, scores), raw)
+            t7 = time.perf_counter()
             if not n:
                 for batch in batches:
                     for array in (batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.rows):
                         digest.update(array.astype("<i8").tobytes())
+                digest.update(page)
             else:
-                for stage, took in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
+                marks = (t0, t1, t2, t3, t4, t5, t6, t7)
+                for stage, took in zip(STAGES, [b - a for a, b in zip(marks, marks[1:])] + [t7 - t0]):
                     totals[stage] += took
-    figures: dict = {stage: total / (passes * len(windows)) * 1000 for stage, total in totals.items()}
-    figures["batches_sha256"] = digest.hexdigest()
+    figures: dict = {stage: total / (passes * len(bodies)) * 1000 for stage, total in totals.items()}
+    figures["sha256"] = digest.hexdigest()
     return figures
 
 
-def one_side(tree: Path | None, export_dir: Path, windows_file: Path, passes: int) -> dict:
-    """`time_stages` on the windows in `windows_file` (JSON), in a fresh process whose `es_rerank`
+def one_side(tree: Path | None, export_dir: Path, searches_file: Path, passes: int) -> dict:
+    """`time_stages` on the searches in `searches_file` (JSON), in a fresh process whose `es_rerank`
     is `tree`'s (this checkout's when None)."""
     env = dict(os.environ)
     package_root = str(tree.resolve()) if tree else str(Path(__file__).resolve().parents[2])
@@ -103,7 +118,7 @@ def one_side(tree: Path | None, export_dir: Path, windows_file: Path, passes: in
             "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
             "print(json.dumps(module.time_stages(Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()), "
             "int(sys.argv[3]))))")
-    done = subprocess.run([sys.executable, "-c", code, str(export_dir), str(windows_file), str(passes), __file__],
+    done = subprocess.run([sys.executable, "-c", code, str(export_dir), str(searches_file), str(passes), __file__],
                           env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"the {'other' if tree else 'current'} build failed:\n{done.stderr[-2000:]}")
@@ -111,21 +126,21 @@ def one_side(tree: Path | None, export_dir: Path, windows_file: Path, passes: in
 
 
 def compare(export_dir: Path, against: Path, replay: Path, count: int, passes: int, rounds: int) -> dict:
-    """Median ms a window per stage of each build over `rounds` alternating rounds, and the ratios."""
+    """Median ms a search per stage of each build over `rounds` alternating rounds, and the ratios."""
     sides: dict[str, list[dict]] = {"current": [], "against": []}
     with tempfile.TemporaryDirectory() as scratch:
-        windows_file = Path(scratch, "windows.json")
-        windows_file.write_text(json.dumps(replay_texts(replay, count)))
+        searches_file = Path(scratch, "searches.json")
+        searches_file.write_text(json.dumps(replay_searches(replay, count)))
         for r in range(rounds):
             for name in (("current", "against") if r % 2 == 0 else ("against", "current")):
-                sides[name].append(one_side(None if name == "current" else against, export_dir, windows_file, passes))
-    digests = {run["batches_sha256"] for runs in sides.values() for run in runs}
+                sides[name].append(one_side(None if name == "current" else against, export_dir, searches_file, passes))
+    digests = {run["sha256"] for runs in sides.values() for run in runs}
     if len(digests) != 1:
-        raise SystemExit("the two builds padded different batches from the same windows: the comparison "
-                         "would time different work; check both builds' encoders and export")
+        raise SystemExit("the two builds padded different batches or wrote different pages from the same "
+                         "searches: the comparison would time different work; check both builds and the export")
     medians = {name: {stage: round(statistics.median(run[stage] for run in runs), 4) for stage in STAGES}
                for name, runs in sides.items()}
-    return {"windows": count, "passes": passes, "rounds": rounds, "batches_sha256": digests.pop(), "ms_per_window": medians,
+    return {"searches": count, "passes": passes, "rounds": rounds, "sha256": digests.pop(), "ms_per_search": medians,
             "speedup_over_against": {stage: round(medians["against"][stage] / medians["current"][stage], 3)
                                      for stage in STAGES if medians["current"][stage] > 0}}
 
@@ -136,14 +151,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--against-tree", type=Path, required=True,
                         help="a folder holding another build's es_rerank package (git archive REV es_rerank)")
     parser.add_argument("--replay", type=Path, default=DEFAULT_REPLAY)
-    parser.add_argument("--windows", type=int, default=150)
+    parser.add_argument("--searches", type=int, default=150)
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if not (args.against_tree / "es_rerank").is_dir():
         parser.error(f"{args.against_tree} has no es_rerank folder: git archive REV es_rerank | tar -x -C {args.against_tree}")
-    figures = compare(args.export, args.against_tree, args.replay, args.windows, args.passes, args.rounds)
+    figures = compare(args.export, args.against_tree, args.replay, args.searches, args.passes, args.rounds)
     text = json.dumps(figures, indent=2)
     print(text)
     if args.out:

@@ -1,4 +1,4 @@
-"""lab.bench.window_host: one window's host work timed in two builds' processes on the same windows."""
+"""lab.bench.window_host: a search's host work timed in two builds' processes on the same searches."""
 
 import json
 from pathlib import Path
@@ -27,9 +27,9 @@ def test_two_builds_pad_the_same_batches_and_every_stage_is_timed(minilm_export,
     replay = tmp_path / "replay.jsonl"
     write_replay(replay, 3)
     figures = compare(minilm_export, other, replay, count=3, passes=1, rounds=2)
-    assert figures["windows"] == 3 and len(figures["batches_sha256"]) == 64
+    assert figures["searches"] == 3 and len(figures["sha256"]) == 64
     for side in ("current", "against"):
-        assert all(figures["ms_per_window"][side][stage] > 0 for stage in STAGES)
+        assert all(figures["ms_per_search"][side][stage] > 0 for stage in STAGES)
     assert set(figures["speedup_over_against"]) == set(STAGES)
 
 
