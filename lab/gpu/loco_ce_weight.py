@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lab.gpu.loco_gpu import EVALUATIONS, REFERENCES, TRAININGS, add_dense
+from lab.gpu.loco_gpu import EVALUATIONS, REFERENCES, add_dense, trainings_without
 from lab.gpu.loco_rescore import run_of
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.25, 1 / 3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # 1/3: what serve runs
@@ -69,10 +69,8 @@ def weight_figures(scored: Path, qrels_file: Path, ce_scores: dict[str, list[flo
 
 
 def row_training(name: str, available: set[str]) -> str | None:
-    """The widest training that left collection `name` out, among those with scores (as `loco_table`)."""
-    collection = EVALUATIONS[name]
-    eligible = [t for t, sources in TRAININGS.items() if collection not in sources and t in available]
-    return max(eligible, key=lambda t: len(TRAININGS[t])) if eligible else None
+    """The training whose runs make collection `name`'s row, among those with scores (as `loco_table`)."""
+    return next((t for t in trainings_without(name) if t in available), None)
 
 
 def analyse(scores_files: list[Path], carry: Path, cache: Path) -> dict[str, Any]:

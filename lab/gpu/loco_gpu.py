@@ -238,6 +238,18 @@ def set_figures(cands, carry: Path, name: str) -> dict[str, float]:
     return system_figures(cands, read_qrels(carry / "qrels" / f"{name}.tsv"), fused)
 
 
+def trainings_without(name: str) -> list[str]:
+    """The trainings that left evaluation set `name`'s collection out, widest first: a row of the
+    table comes from the first of them that has runs.
+
+    Example:
+        >>> trainings_without("squad-dev"), trainings_without("lisa-test")[0]
+        (['scifact-only'], 'mix')
+    """
+    eligible = [t for t, sources in TRAININGS.items() if EVALUATIONS[name] not in sources]
+    return sorted(eligible, key=lambda t: -len(TRAININGS[t]))
+
+
 def loco_table(runs: list[dict]) -> dict[str, Any]:
     """Per collection: the figures (mean, sd over seeds) of the widest training that left it out.
 
@@ -249,9 +261,8 @@ def loco_table(runs: list[dict]) -> dict[str, Any]:
         ('mix', -0.05, 0.05)
     """
     table: dict[str, Any] = {}
-    for name, collection in EVALUATIONS.items():
-        eligible = [t for t, sources in TRAININGS.items() if collection not in sources]
-        for training in sorted(eligible, key=lambda t: -len(TRAININGS[t])):
+    for name in EVALUATIONS:
+        for training in trainings_without(name):
             figures = [r["figures"][name] for r in runs if r["training"] == training and name in r["figures"]]
             if not figures:
                 continue

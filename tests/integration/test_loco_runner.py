@@ -90,3 +90,14 @@ def test_the_runner_trains_scores_every_variant_and_merges(data_dir, tmp_path):
     again = json.loads((tmp_path / "rebuilt" / "loco_results.json").read_text())
     assert again["check"] and max(again["check"].values()) < 1e-4  # scores are written to 5 decimals
     assert again["runs"][0]["figures"].keys() == run["figures"].keys()
+
+    # any CE weight from the same scores: at 1/3 it is the served system the run reported
+    weighted = subprocess.run([sys.executable, "-m", "lab.gpu.loco_ce_weight", str(out / "ce-scores-mix-s0.json"),
+                               "--carry", str(unpacked), "--dense-cache", str(tmp_path / "dense"),
+                               "--out", str(tmp_path / "ce_weight.json")],
+                              cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert weighted.returncode == 0, weighted.stderr[-3000:]
+    row = json.loads((tmp_path / "ce_weight.json").read_text())["rows"]["time-test"]
+    assert row["training"] == "mix" and row["seeds"] == 1
+    served_gap = results["loco"]["time-test"]["served_minus_bm25_dense"]["mean"]
+    assert abs(row["served_minus_best_bm25_dense_by_ce_weight"]["ce=0.333"] - served_gap) < 2e-3
