@@ -86,7 +86,7 @@ class TokenStore:
 
     def pair(self, qid: str, doc_id: str) -> EncodedPair:
         """One pair, unpadded, cut to `max_length` as the serving encoder cuts it."""
-        return self.template.fit(self._queries[qid].tolist(), self.document_ids(doc_id).tolist(), self.max_length)
+        return self.template.fit(self._queries[qid], self.document_ids(doc_id), self.max_length)
 
     def pair_ids(self, qid: str, doc_id: str) -> tuple[np.ndarray, np.ndarray]:
         """Unpadded (input ids, token type ids) of one pair."""
@@ -99,6 +99,8 @@ class TokenStore:
         """
         if len(qids) != len(doc_ids):
             raise ValueError(f"got {len(qids)} query ids but {len(doc_ids)} document ids; expected one per pair")
-        pairs = [self.pair(q, d) for q, d in zip(qids, doc_ids)]
+        # one pack for the whole batch, as the serving encoder packs a window
+        pairs = self.template.pack([self._queries[q] for q in qids], [self.document_ids(d) for d in doc_ids],
+                                   self.max_length)
         batch = EncodedBatch.pad(pairs, np.arange(len(pairs)), self.pad_id, PAD_MULTIPLE, self.max_length)
         return batch.arrays(MODEL_INPUTS)
