@@ -1,7 +1,9 @@
 """Pure response rewriting: reorder the window, cut the client's page, strip what the proxy added.
 
 Everything but the order of `hits.hits`, their `_score` and `hits.max_score` is kept as OpenSearch
-sent it. Hits past the window keep BM25 order and their BM25 `_score`.
+sent it. Hits past the window keep BM25 order and their BM25 `_score`. A response parsed with
+deferred hits (`rawjson.DEFERRED_HITS_SHAPE`) passes `open_hit` to the page functions, so that only
+the hits served are walked.
 
 Example:
     >>> spec = RerankSpec("q", ("text",), window=3, start=0, size=2, deadline_s=1.0)
@@ -20,11 +22,20 @@ Example:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from es_rerank.proxy.plan import RerankSpec
 from es_rerank.scoring.rerank import order_by_scores
 from es_rerank.types import Hit
+
+HitOpener = Callable[[dict], dict]  # a hit as parsed -> the hit to copy into the page
+
+
+def as_parsed(hit: dict) -> dict:
+    """The `HitOpener` of a response parsed whole: each hit is served as it is."""
+    return hit
 
 
 def response_hits(response) -> list | None:
@@ -90,7 +101,7 @@ def source_value(source: dict, name: str):
     return None
 
 
-def reranked_page(response: dict, spec: RerankSpec, scores: np.ndarray) -> dict:
+def reranked_page(response: dict, spec: RerankSpec, scores: np.ndarray, open_hit: HitOpener = as_parsed) -> dict:
     """The client's page from the reranked window; `max_score` becomes the window's top model score.
 
     Example:
@@ -106,10 +117,10 @@ def reranked_page(response: dict, spec: RerankSpec, scores: np.ndarray) -> dict:
     ranked: list[tuple[int, float | None]] = list(order_by_scores(range(window), scores))
     ranked += [(position, None) for position in range(window, len(hits))]
     max_score = _float32(ranked[0][1]) if window else response["hits"].get("max_score")
-    return _page(response, spec, ranked, max_score)
+    return _page(response, spec, ranked, max_score, open_hit)
 
 
-def bm25_page(response: dict, spec: RerankSpec) -> dict:
+def bm25_page(response: dict, spec: RerankSpec, open_hit: HitOpener = as_parsed) -> dict:
     """The fallback: the same page cut from the window in BM25 order, scores untouched.
 
     Example:
@@ -119,10 +130,11 @@ def bm25_page(response: dict, spec: RerankSpec) -> dict:
     """
     hits = response_hits(response)
     return _page(response, spec, [(position, None) for position in range(len(hits))],
-                 response["hits"].get("max_score"))
+                 response["hits"].get("max_score"), open_hit)
 
 
-def interleaved_page(response: dict, spec: RerankSpec, positions: list[int], teams: list[str]) -> dict:
+def interleaved_page(response: dict, spec: RerankSpec, positions: list[int], teams: list[str],
+                     open_hit: HitOpener = as_parsed) -> dict:
     """The client's page of an interleaved list: `positions` (into the response's hits) and their teams.
 
     `positions` is the page already cut from the merged list (it starts at rank `spec.start`).
@@ -142,7 +154,7 @@ def interleaved_page(response: dict, spec: RerankSpec, positions: list[int], tea
     hits = response_hits(response)
     page = []
     for rank, (position, team) in enumerate(zip(positions, teams), start=spec.start):
-        hit = _page_hit(hits[position], position, 1.0 / (rank + 1), spec)
+        hit = _page_hit(open_hit(hits[position]), position, 1.0 / (rank + 1), spec)
         if spec.provenance:
             hit["_rerank"]["team"] = team
             hit["_rerank"]["reranked"] = position < spec.window  # past the window nothing was scored
@@ -150,10 +162,11 @@ def interleaved_page(response: dict, spec: RerankSpec, positions: list[int], tea
     return {**response, "hits": {**response["hits"], "max_score": 1.0 if hits else None, "hits": page}}
 
 
-def _page(response: dict, spec: RerankSpec, ranked: list[tuple[int, float | None]], max_score) -> dict:
+def _page(response: dict, spec: RerankSpec, ranked: list[tuple[int, float | None]], max_score,
+          open_hit: HitOpener) -> dict:
     hits = response_hits(response)
     # Only the served page's scores are written, so only they are rounded to float32's text.
-    page = [_page_hit(hits[position], position, None if score is None else _float32(score), spec)
+    page = [_page_hit(open_hit(hits[position]), position, None if score is None else _float32(score), spec)
             for position, score in ranked[spec.start: spec.start + spec.size]]
     return {**response, "hits": {**response["hits"], "max_score": max_score, "hits": page}}
 

@@ -12,6 +12,7 @@ traceback, counted, answered 500, never served as a quiet fallback.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -32,9 +33,10 @@ from es_rerank.proxy.msearch import upstream_body
 from es_rerank.proxy.online_ab.arms import new_query_id, response_headers
 from es_rerank.proxy.online_ab.assignment import Decision
 from es_rerank.proxy.plan import PassThrough, RerankPlan, RerankSpec, WindowRequest, parse_params, window_request
-from es_rerank.proxy.rawjson import RESPONSE_SHAPE, dump_keeping_raw, parse_keeping_raw
+from es_rerank.proxy.rawjson import (DEFERRED_HITS_SHAPE, RESPONSE_SHAPE, NotSpliceable, RawText, dump_keeping_raw,
+                                     opened, parse_keeping_raw)
 from es_rerank.proxy.relay import relay_search_body
-from es_rerank.proxy.rewrite import bm25_page, interleaved_page, reranked_page, response_hits, window_texts
+from es_rerank.proxy.rewrite import HitOpener, bm25_page, interleaved_page, reranked_page, response_hits, window_texts
 from es_rerank.scoring.fusion import fuse
 from es_rerank.scoring.rerank import order_by_scores
 
@@ -78,7 +80,11 @@ async def rerank_search(context: ProxyContext, request: web.Request, plan: Reran
     decision = context.ab.decide(request.headers, request.remote) if context.ab is not None else None
     scores, reason = await _score_window(context, decision, plan.target, response, spec, texts)
     scored_at = time.monotonic()
-    ranked = _rank(context, decision, plan, response, spec, scores, reason)
+    try:
+        ranked = _rank(context, decision, plan, response, spec, scores, reason, functools.partial(opened, raw=raw_text))
+    except NotSpliceable:  # a served hit repeats a key: splicing it would drop one, so OpenSearch's bytes go back
+        context.metrics.requests.inc(("skipped",))
+        return web.Response(status=status, headers=forward_response_headers(up_headers), body=body)
     query_id = new_query_id() if decision is not None else ""
     ab_headers = response_headers(decision, query_id) if decision is not None else None
     reply = _reply(request, ranked.page, raw_text, spec.pretty,
@@ -114,12 +120,13 @@ async def fetch(context: ProxyContext, request: web.Request, path_qs: str, body:
                                         body)
 
 
-def _hits_response(status: int, headers: Mapping[str, str], body: bytes) -> tuple[dict, Mapping] | None:
+def _hits_response(status: int, headers: Mapping[str, str], body: bytes) -> tuple[dict, RawText] | None:
     """The parsed search response (and its raw text) when it has hits to rerank, else None (relayed as it came)."""
     if status != 200 or "json" not in headers.get("Content-Type", "json"):
         return None
     try:
-        response, raw_text = parse_keeping_raw(body)  # hits' `_source` and the rest go back byte for byte
+        # hits' `_source` and the rest go back byte for byte; a hit is walked only if it is served
+        response, raw_text = parse_keeping_raw(body, DEFERRED_HITS_SHAPE)
     except ValueError:  # OpenSearch's own bytes are not JSON: the client gets them unchanged
         return None
     return (response, raw_text) if isinstance(response, dict) and response_hits(response) else None
@@ -198,21 +205,23 @@ async def window_scores(context: ProxyContext, response: dict, spec: RerankSpec,
 
 
 def _rank(context: ProxyContext, decision: Decision | None, plan: RerankPlan, response: dict, spec: RerankSpec,
-          scores: np.ndarray | None, reason: str) -> Ranked:
+          scores: np.ndarray | None, reason: str, open_hit: HitOpener) -> Ranked:
     """The page to serve: BM25's without scores, else the reranked one (interleaved in that A/B arm)."""
     if scores is None:
-        return Ranked(bm25_page(response, spec), "fallback" if reason else "bm25", reason)
+        return Ranked(bm25_page(response, spec, open_hit), "fallback" if reason else "bm25", reason)
     try:
         if decision is not None and decision.variant == INTERLEAVE:
-            page, teams = _interleave(context, decision, plan, response, spec, scores)
+            page, teams = _interleave(context, decision, plan, response, spec, scores, open_hit)
             return Ranked(page, "interleaved", teams=teams)
-        return Ranked(reranked_page(response, spec, scores), "reranked")
+        return Ranked(reranked_page(response, spec, scores, open_hit), "reranked")
+    except NotSpliceable:
+        raise
     except Exception as exc:
         raise report_bug(context.metrics, "rewrite", exc, f"_search on {plan.target}") from exc
 
 
 def _interleave(context: ProxyContext, decision: Decision, plan: RerankPlan, response: dict, spec: RerankSpec,
-                scores: np.ndarray) -> tuple[dict, list[str]]:
+                scores: np.ndarray, open_hit: HitOpener) -> tuple[dict, list[str]]:
     """The interleaved page (team draft of model and BM25 order) and the team of each of its hits."""
     assert context.ab is not None
     hits = response_hits(response) or []
@@ -222,7 +231,7 @@ def _interleave(context: ProxyContext, decision: Decision, plan: RerankPlan, res
     ranked = [position for position, _ in order_by_scores(range(window), scores)]
     positions, teams = context.ab.page(decision, ranked, spec.start, spec.size, f"{plan.target}|{spec.query_text}",
                                        total=len(hits))
-    return interleaved_page(response, spec, positions, teams), teams
+    return interleaved_page(response, spec, positions, teams, open_hit), teams
 
 
 def _reply(request: web.Request, page: dict, raw_text: Mapping, pretty: bool, headers) -> web.Response:

@@ -51,6 +51,23 @@ def _batch_by_length():
     return batch_by_length
 
 
+def _search_path():
+    """This build's parse of an upstream response and its page from scores, as its `proxy.search` does them
+    (builds before deferred hits walked every hit at parse time)."""
+    from es_rerank.proxy.rawjson import dump_keeping_raw, parse_keeping_raw
+    from es_rerank.proxy.rewrite import reranked_page
+
+    try:
+        from es_rerank.proxy.rawjson import DEFERRED_HITS_SHAPE, opened
+    except ImportError:
+        return parse_keeping_raw, lambda value, raw, spec, scores: dump_keeping_raw(reranked_page(value, spec, scores), raw)
+
+    def page(value, raw, spec, scores) -> bytes:
+        return dump_keeping_raw(reranked_page(value, spec, scores, lambda hit: opened(hit, raw)), raw)
+
+    return (lambda body: parse_keeping_raw(body, DEFERRED_HITS_SHAPE)), page
+
+
 def time_stages(export_dir: Path, searches: list[tuple[str, str]], passes: int) -> dict:
     """Mean ms a search of each stage, over `passes` passes after one that fills the document cache,
     and `sha256`: a digest of every padded batch (ids, mask, type ids, rows) and every page written
@@ -59,11 +76,11 @@ def time_stages(export_dir: Path, searches: list[tuple[str, str]], passes: int) 
 
     from es_rerank.proxy.model_server.frames import REQUEST_HEAD, parse_request, request_frame
     from es_rerank.proxy.plan import RerankSpec
-    from es_rerank.proxy.rawjson import dump_keeping_raw, parse_keeping_raw
-    from es_rerank.proxy.rewrite import reranked_page, window_texts
+    from es_rerank.proxy.rewrite import window_texts
     from es_rerank.scoring.cross_encoder import load_encoder
 
     batch_by_length = _batch_by_length()
+    parse, page_of = _search_path()
     encoder = load_encoder(export_dir)
     totals = dict.fromkeys(STAGES, 0.0)
     digest = hashlib.sha256()
@@ -71,7 +88,7 @@ def time_stages(export_dir: Path, searches: list[tuple[str, str]], passes: int) 
     for n in range(passes + 1):
         for query, body in bodies:
             t0 = time.perf_counter()
-            value, raw = parse_keeping_raw(body)
+            value, raw = parse(body)
             t1 = time.perf_counter()
             if not isinstance(value, dict):
                 raise SystemExit("a replayed response is not a JSON object: record the replay again")
@@ -89,7 +106,7 @@ def time_stages(export_dir: Path, searches: list[tuple[str, str]], passes: int) 
                                            max_tokens=MODEL_SERVER_BATCH_TOKENS))
             t6 = time.perf_counter()
             scores = np.cos(np.arange(len(texts), dtype=np.float32))  # a fixed order unlike BM25's
-            page = dump_keeping_raw(reranked_page(value, spec, scores), raw)
+            page = page_of(value, raw, spec, scores)
             t7 = time.perf_counter()
             if not n:
                 for batch in batches:

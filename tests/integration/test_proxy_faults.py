@@ -13,7 +13,7 @@ import requests
 
 from es_rerank.proxy.settings import IndexRule, LimitSettings, LoadSettings, UpstreamSettings
 from es_rerank.errors import ScoringError
-from tests.proxy_support import (GatedScorer, OutOfMemoryScorer, RaisingScorer, RawUpstream,
+from tests.proxy_support import (BackgroundApp, GatedScorer, OutOfMemoryScorer, RaisingScorer, RawUpstream,
                                  TermOverlapScorer, WarmUpGatedScorer, running_proxy, settings_for)
 
 MATCH = {"query": {"match": {"text": "breast cancer prognosis"}}}
@@ -172,6 +172,34 @@ def test_a_stalled_opensearch_gives_504_after_the_read_timeout():
         with running_proxy(settings) as proxy:
             response = requests.get(proxy.url + "/_cluster/health", timeout=60)
     assert response.status_code == 504 and error_of(response)["type"] == "upstream_timeout_exception"
+
+
+def test_a_served_hit_that_repeats_a_key_goes_back_as_opensearch_sent_it():
+    # A real node never repeats a key in a hit; this upstream does in the hit the model ranks first,
+    # which the proxy reads only when it builds the page (the other hits are not walked).
+    from aiohttp import web
+
+    hits = [b'{"_index":"docs","_id":"a","_score":3.0,"_source":{"text":"weather report"}}',
+            b'{"_index":"docs","_id":"b","_score":2.0,"_source":{"text":"gene therapy trial"},"_id":"b"}']
+    bodies = {name: b'{"took":1,"timed_out":false,"hits":{"total":{"value":2,"relation":"eq"},"max_score":3.0,'
+                    b'"hits":[' + b",".join(chosen) + b']}}' for name, chosen in (("docs", hits), ("clean", hits[:1]))}
+
+    async def answer(request):
+        if "_settings" in request.path:
+            return web.json_response({})
+        return web.Response(body=bodies[request.path.split("/")[1]], content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    with BackgroundApp(app) as upstream, \
+            running_proxy(settings_for(upstream.url, IndexRule("docs"), IndexRule("clean")), TermOverlapScorer()) as proxy:
+        query = {"query": {"match": {"text": "gene therapy"}}}
+        repeated = search(proxy.url, "docs", query)
+        assert repeated.status_code == 200 and repeated.content == bodies["docs"]
+        assert "X-Rerank" not in repeated.headers
+        assert proxy.context.metrics.requests.value(("skipped",)) == 1
+        clean = search(proxy.url, "clean", query)  # the same upstream, no repeated key: reranked as usual
+        assert clean.status_code == 200 and clean.headers["X-Rerank"] == "reranked"
 
 
 def test_a_body_cut_short_by_opensearch_is_not_passed_off_as_complete():
