@@ -7,6 +7,10 @@ seeds as the outer loop so a cut-short call still has each training once:
 - `squad-only`: without SciFact, so SciFact test measures a collection the model never saw;
 - `scifact-only`: without SQuAD, likewise for the SQuAD dev questions.
 
+With a carry whose mixture also holds the five small collections' judged queries (`WITH_SMALL=1
+scripts/loco-carry`), the trainings are `seven` (all seven collections) and `seven-but-NAME` for
+each: every collection's row then comes from a model trained on the six others.
+
 Every trained model reranks the BM25 top-100 of every evaluation set; the final checkpoint is
 kept (fixed selection, no test or dev figure chooses anything). The dense column (the base
 all-MiniLM-L6-v2 as a bi-encoder, mean-pooled and normalised as sentence-transformers does) is
@@ -22,7 +26,8 @@ SQuAD, or of one of them), `cands/NAME.jsonl` (`es-rerank fusion-candidates`, BM
 
 Written to `--out`: `loco_results.json` (every run and figure, rewritten after each run) and
 `loco_summary.md`. `--runs` limits the call to some trainings, e.g. `--runs mix:1,mix:2`, so a
-second call can finish what a first one's time budget left.
+second call can finish what a first one's time budget left; without it, the call runs the
+trainings the carry's table needs (`needed_trainings`).
 
 Usage: `python -m lab.gpu.loco_gpu --carry artifacts/loco-carry --out $OUT --recipe recipes/general-minilm-l6-lce-g16-scifact-x4.yaml`
 """
@@ -41,7 +46,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-TRAININGS = {"mix": ("scifact", "squad"), "squad-only": ("squad",), "scifact-only": ("scifact",)}
+SEVEN = ("scifact", "squad", "cranfield", "med", "adi", "time", "lisa")
+TRAININGS = {"mix": ("scifact", "squad"), "squad-only": ("squad",), "scifact-only": ("scifact",), "seven": SEVEN,
+             **{f"seven-but-{left_out}": tuple(c for c in SEVEN if c != left_out) for left_out in SEVEN}}
 # candidates stem -> the collection it belongs to
 EVALUATIONS = {"scifact-test": "scifact", "squad-dev": "squad", "cranfield-test": "cranfield",
                "med-test": "med", "adi-test": "adi", "time-test": "time", "lisa-test": "lisa"}
@@ -243,11 +250,38 @@ def trainings_without(name: str) -> list[str]:
     table comes from the first of them that has runs.
 
     Example:
-        >>> trainings_without("squad-dev"), trainings_without("lisa-test")[0]
-        (['scifact-only'], 'mix')
+        >>> trainings_without("squad-dev"), trainings_without("lisa-test")[:2]
+        (['seven-but-squad', 'scifact-only'], ['seven-but-lisa', 'mix'])
     """
     eligible = [t for t, sources in TRAININGS.items() if EVALUATIONS[name] not in sources]
     return sorted(eligible, key=lambda t: -len(TRAININGS[t]))
+
+
+def in_domain_training(trainings: set[str] | list[str]) -> str | None:
+    """Among `trainings`, the widest that trains on SciFact: its model gives the in-domain SciFact figure.
+
+    Example:
+        >>> in_domain_training({"mix", "squad-only", "scifact-only"}), in_domain_training({"seven", "mix"})
+        ('mix', 'seven')
+    """
+    with_scifact = [t for t in TRAININGS if t in trainings and "scifact" in TRAININGS[t]]
+    return max(with_scifact, key=lambda t: len(TRAININGS[t]), default=None)
+
+
+def needed_trainings(carried: set[str], evaluations: list[str]) -> list[str]:
+    """The trainings a carry's table needs: for each evaluation set the widest training that left it
+    out, and the widest that holds SciFact, among those whose collections the mixture carries.
+
+    Example:
+        >>> needed_trainings({"scifact", "squad"}, ["scifact-test", "squad-dev", "lisa-test"])
+        ['squad-only', 'scifact-only', 'mix']
+        >>> needed_trainings(set(SEVEN), ["lisa-test", "med-test"])
+        ['seven-but-lisa', 'seven-but-med', 'seven']
+    """
+    possible = {t for t, sources in TRAININGS.items() if set(sources) <= carried}
+    order = [next((t for t in trainings_without(name) if t in possible), None) for name in evaluations]
+    order.append(in_domain_training(possible))
+    return [t for t in dict.fromkeys(order) if t is not None]
 
 
 def loco_table(runs: list[dict]) -> dict[str, Any]:
@@ -291,8 +325,9 @@ def headline(runs: list[dict], table: dict[str, Any]) -> dict[str, Any]:
         if len(ce) == len(table):
             per_seed_min.append(min(ce))
             per_seed_mean.append(sum(served) / len(served))
+    in_domain = in_domain_training({r["training"] for r in runs})
     scifact = [r["figures"]["scifact-test"][SERVED] for r in runs  # absent when the carry left SciFact out
-               if r["training"] == "mix" and "scifact-test" in r["figures"]]
+               if r["training"] == in_domain and "scifact-test" in r["figures"]]
     return {"quality.loco.ce_minus_bm25.min": _mean_sd(per_seed_min),
             "quality.loco.served_minus_bm25_dense.mean": _mean_sd(per_seed_mean),
             "quality.scifact_test.served.ndcg10": _mean_sd(scifact)}
@@ -353,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="loco-"))
     args.out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    order = [(t, s) for s in SEEDS for t in TRAININGS]
+    carried = {source["name"] for source in json.loads((args.carry / "mix" / "MIXTURE.json").read_text())["sources"]}
+    evaluations = [n for n in EVALUATIONS if (args.carry / "cands" / f"{n}.jsonl").is_file()]
+    order = [(t, s) for s in SEEDS for t in needed_trainings(carried, evaluations)]
     if args.runs:
         wanted = [tuple(item.split(":")) for item in args.runs.split(",")]
         order = [(t, int(s)) for t, s in wanted]
