@@ -86,5 +86,7 @@ def test_any_layout_parses_as_json_does_and_keeps_each_value_s_own_text(hits, ex
     text = json.dumps(response, indent=indent, separators=separators)
     parsed, raw = parse_keeping_raw(text.encode("utf-8", "surrogatepass"))
     assert parsed == json.loads(text)
-    for value, kept in raw.values():
+    deferred, deferred_raw = parse_keeping_raw(text.encode("utf-8", "surrogatepass"), DEFERRED_HITS_SHAPE)
+    assert deferred == parsed and [opened(hit, deferred_raw) for hit in deferred["hits"]["hits"]] == parsed["hits"]["hits"]
+    for value, kept, *_ in (*raw.values(), *deferred_raw.values()):
         assert json.loads(kept) == value
