@@ -38,7 +38,6 @@ import re
 from typing import Mapping
 
 
-
 class Deferred:
     """In a shape: an object scanned whole and kept as its text at parse time, walked with `shape`
     when `opened`."""
