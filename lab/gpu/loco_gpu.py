@@ -322,7 +322,7 @@ def headline(runs: list[dict], table: dict[str, Any]) -> dict[str, Any]:
             if fig is not None:
                 ce.append(fig["adapted"] - fig["bm25"])
                 served.append(fig[SERVED] - max(fig[r] for r in REFERENCES))
-        if len(ce) == len(table):
+        if ce and len(ce) == len(table):  # none when only in-domain trainings ran
             per_seed_min.append(min(ce))
             per_seed_mean.append(sum(served) / len(served))
     in_domain = in_domain_training({r["training"] for r in runs})

@@ -86,6 +86,16 @@ def test_each_collection_is_scored_by_a_training_that_left_it_out_and_the_headli
     assert scifact["mean"] == pytest.approx(0.81) and scifact["n"] == 2
 
 
+def test_a_call_with_only_the_in_domain_training_still_has_its_scifact_figure():
+    runs = [{"training": "seven", "seed": 0, "figures": {"scifact-test": figures(0.6, 0.9, 0.78, 0.7),
+                                                         "lisa-test": figures(0.4, 0.2, 0.44, 0.45)}}]
+    table = loco_table(runs)
+    assert table == {}  # seven trained on every collection: no row is out of domain
+    figures_out = headline(runs, table)
+    assert figures_out["quality.loco.ce_minus_bm25.min"]["n"] == 0
+    assert figures_out["quality.scifact_test.served.ndcg10"]["mean"] == pytest.approx(0.78)
+
+
 def test_the_carry_refuses_an_unknown_evaluation_set_and_an_existing_folder(carried_mix, data_dir, tmp_path):
     with pytest.raises(DatasetError, match="unknown evaluation sets") as unknown:
         make_carry(carried_mix, tmp_path, data_dir, tmp_path, tmp_path / "carry", ["msmarco-dev"])
