@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lab.gpu.loco_gpu import EVALUATIONS, REFERENCES, add_dense, trainings_without
+from lab.gpu.loco_gpu import EVALUATIONS, REFERENCES, add_dense, row_training
 from lab.gpu.loco_rescore import run_of
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.25, 1 / 3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # 1/3: what serve runs
@@ -66,11 +66,6 @@ def weight_figures(scored: Path, qrels_file: Path, ce_scores: dict[str, list[flo
     fused.update({"bm25_dense_fused": FUSED_SYSTEMS["bm25_dense_fused"],
                   "bm25_dense_zscore": FusionWeights(ce=0.0, bm25=0.5, dense=0.5, norm="zscore")})
     return system_figures(cands, read_qrels(qrels_file), fused)
-
-
-def row_training(name: str, available: set[str]) -> str | None:
-    """The training whose runs make collection `name`'s row, among those with scores (as `loco_table`)."""
-    return next((t for t in trainings_without(name) if t in available), None)
 
 
 def analyse(scores_files: list[Path], carry: Path, cache: Path) -> dict[str, Any]:

@@ -257,6 +257,16 @@ def trainings_without(name: str) -> list[str]:
     return sorted(eligible, key=lambda t: -len(TRAININGS[t]))
 
 
+def row_training(name: str, available: set[str] | list[str]) -> str | None:
+    """Among `available`, the training whose runs make evaluation set `name`'s row (`trainings_without`'s first).
+
+    Example:
+        >>> row_training("lisa-test", {"mix", "squad-only"}), row_training("squad-dev", {"mix"})
+        ('mix', None)
+    """
+    return next((t for t in trainings_without(name) if t in available), None)
+
+
 def in_domain_training(trainings: set[str] | list[str]) -> str | None:
     """Among `trainings`, the widest that trains on SciFact: its model gives the in-domain SciFact figure.
 
@@ -279,7 +289,7 @@ def needed_trainings(carried: set[str], evaluations: list[str]) -> list[str]:
         ['seven-but-lisa', 'seven-but-med', 'seven']
     """
     possible = {t for t, sources in TRAININGS.items() if set(sources) <= carried}
-    order = [next((t for t in trainings_without(name) if t in possible), None) for name in evaluations]
+    order = [row_training(name, possible) for name in evaluations]
     order.append(in_domain_training(possible))
     return [t for t in dict.fromkeys(order) if t is not None]
 
